@@ -1,0 +1,95 @@
+package redisstore
+
+import (
+	"bytes"
+	"encoding/gob"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Serializer turns session values into the bytes stored in Redis and back.
+// GobSerializer and JSONSerializer write exactly what boj/redistore's
+// serializers of the same name write.
+type Serializer interface {
+	Serialize(values map[any]any) ([]byte, error)
+	Deserialize(data []byte, values map[any]any) error
+}
+
+// GobSerializer stores values with encoding/gob, boj/redistore's default.
+// Values of named types must be registered with gob.Register by the app.
+type GobSerializer struct{}
+
+// Serialize gob-encodes values.
+func (GobSerializer) Serialize(values map[any]any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
+		return nil, gobError("encode", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Deserialize gob-decodes data into values.
+func (GobSerializer) Deserialize(data []byte, values map[any]any) error {
+	decoded := make(map[any]any)
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&decoded); err != nil {
+		return gobError("decode", err)
+	}
+	for k, v := range decoded {
+		values[k] = v
+	}
+	return nil
+}
+
+// ErrUnregisteredType reports a session value whose type was not registered
+// with encoding/gob. The wrapping error names the type and the missing call.
+var ErrUnregisteredType = errors.New("redisstore: session value type not registered with encoding/gob")
+
+// gobError turns gob's "not registered" errors into one that names the type
+// and the gob.Register call the app is missing; other errors are wrapped.
+func gobError(op string, err error) error {
+	msg := err.Error()
+	for _, marker := range []string{"type not registered for interface: ", "name not registered for interface: "} {
+		if _, name, ok := strings.Cut(msg, marker); ok {
+			name = strings.Trim(name, `"`)
+			return fmt.Errorf("%w: %s of type %s failed: call gob.Register(%s{}) at start-up, before sessions are read or written (%v)",
+				ErrUnregisteredType, op, name, name, err)
+		}
+	}
+	return fmt.Errorf("redisstore: gob %s session values: %w", op, err)
+}
+
+// JSONSerializer stores values as a JSON object, like boj/redistore's
+// JSONSerializer: keys must be strings, and values come back as JSON types
+// (strings, float64, []any, map[string]any).
+type JSONSerializer struct{}
+
+// Serialize JSON-encodes values; a non-string key is an error.
+func (JSONSerializer) Serialize(values map[any]any) ([]byte, error) {
+	m := make(map[string]any, len(values))
+	for k, v := range values {
+		ks, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("redisstore: JSON session values need string keys, got %T", k)
+		}
+		m[ks] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: JSON encode session values: %w", err)
+	}
+	return b, nil
+}
+
+// Deserialize JSON-decodes data into values.
+func (JSONSerializer) Deserialize(data []byte, values map[any]any) error {
+	m := make(map[string]any)
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("redisstore: JSON decode session values: %w", err)
+	}
+	for k, v := range m {
+		values[k] = v
+	}
+	return nil
+}
