@@ -1,0 +1,87 @@
+package legacyapp
+
+import (
+	"fmt"
+	"slices"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// User is an account that can log in.
+type User struct {
+	ID       string
+	Username string
+	Roles    []string
+	// PasswordHash is the bcrypt hash of the password.
+	PasswordHash []byte
+}
+
+// Demo password hashes, bcrypt at the minimum cost so that tests stay
+// fast. A real deployment uses bcrypt.DefaultCost or more.
+const (
+	aliceHash = "$2a$04$UzHBOQT/7DKNw/jGq95iAeamUtwBM/Zkuqm6Hh3GTkaYpLVeQ45Ga" // alice-password
+	bobHash   = "$2a$04$cwliOMzrmTYLWroK4B0FfuV7IXI6.Mjrc6r2NZ3Bz0sit5C.CP/8m" // bob-password
+	// dummyHash is compared against when the username is unknown, so that
+	// a failed login takes as long whether or not the user exists.
+	dummyHash = "$2a$04$m6KzamTA3./nmoMiSqsx4e6guXyzit282u48Mm8UYj.dLemZAm3qK"
+)
+
+// DemoUsers returns the demo accounts: alice / alice-password (user ID "1",
+// role user) and bob / bob-password (user ID "2", roles user and admin).
+func DemoUsers() []User {
+	return []User{
+		{ID: "1", Username: "alice", Roles: []string{"user"}, PasswordHash: []byte(aliceHash)},
+		{ID: "2", Username: "bob", Roles: []string{"user", "admin"}, PasswordHash: []byte(bobHash)},
+	}
+}
+
+// userDirectory holds the users, in configuration order, and finds them by
+// name. It is read-only after construction.
+type userDirectory struct {
+	list       []User
+	byUsername map[string]int
+}
+
+func newUserDirectory(users []User) (userDirectory, error) {
+	d := userDirectory{
+		list:       make([]User, 0, len(users)),
+		byUsername: make(map[string]int, len(users)),
+	}
+	ids := make(map[string]bool, len(users))
+	for i, u := range users {
+		switch {
+		case u.ID == "":
+			return d, fmt.Errorf("legacyapp: Config.Users[%d].ID is empty", i)
+		case u.Username == "":
+			return d, fmt.Errorf("legacyapp: Config.Users[%d].Username is empty", i)
+		case ids[u.ID]:
+			return d, fmt.Errorf("legacyapp: Config.Users[%d].ID %q is a duplicate", i, u.ID)
+		}
+		if _, dup := d.byUsername[u.Username]; dup {
+			return d, fmt.Errorf("legacyapp: Config.Users[%d].Username %q is a duplicate", i, u.Username)
+		}
+		if _, err := bcrypt.Cost(u.PasswordHash); err != nil {
+			return d, fmt.Errorf("legacyapp: Config.Users[%d].PasswordHash: %w", i, err)
+		}
+		u.Roles = slices.Clone(u.Roles)
+		u.PasswordHash = slices.Clone(u.PasswordHash)
+		ids[u.ID] = true
+		d.byUsername[u.Username] = len(d.list)
+		d.list = append(d.list, u)
+	}
+	return d, nil
+}
+
+// authenticate returns the user with the given name and password. An
+// unknown name costs one bcrypt comparison too.
+func (d userDirectory) authenticate(username, password string) (User, bool) {
+	i, found := d.byUsername[username]
+	hash := []byte(dummyHash)
+	if found {
+		hash = d.list[i].PasswordHash
+	}
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !found {
+		return User{}, false
+	}
+	return d.list[i], true
+}
