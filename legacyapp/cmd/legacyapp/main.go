@@ -7,6 +7,8 @@
 //	REDIS_URL         redis:// or rediss:// URL (default: an embedded in-memory Redis)
 //	SESSION_HASH_KEY  securecookie hash key, the string's raw bytes, at least 32 (default: a development key)
 //	LOG_LEVEL         debug, info, warn or error (default info)
+//	BRIDGE=off        run exactly as before the bridge (the baseline)
+//	BRIDGE_*          the bridge's settings: see docs/demo.md
 //
 // SIGINT and SIGTERM shut the server down gracefully.
 package main
@@ -90,18 +92,36 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	app, err := legacyapp.New(legacyapp.Config{Store: store, Logger: logger})
-	if err != nil {
-		return err
+	addr := cmp.Or(getenv("ADDR"), defaultAddr)
+	appCfg := legacyapp.Config{Store: store, SessionName: legacyapp.DefaultSessionName, Logger: logger}
+	var handler http.Handler
+	if getenv("BRIDGE") == "off" {
+		logger.Info("BRIDGE=off: the monolith runs exactly as before the bridge")
+		app, err := legacyapp.New(appCfg)
+		if err != nil {
+			return err
+		}
+		handler = app.Router()
+	} else {
+		cfg, rollout, err := bridgeConfig(getenv, addr, logger)
+		if err != nil {
+			return err
+		}
+		b, r, err := withBridge(cfg, rollout, store, legacyapp.New, appCfg)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		go func() { _ = b.Run(ctx) }()
+		handler = r
 	}
 
-	addr := cmp.Or(getenv("ADDR"), defaultAddr)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("ADDR: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           app.Router(),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

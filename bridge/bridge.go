@@ -1,0 +1,341 @@
+package bridge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultTokenTTL     = 15 * time.Minute
+	DefaultLeeway       = 30 * time.Second
+	MaxLeeway           = 60 * time.Second
+	DefaultMaxTokenSize = 8 << 10
+	DefaultCookieName   = "id_token"
+	DefaultCacheSize    = 10000
+)
+
+// Config configures a Bridge. Fields left zero take the default their
+// comment names.
+type Config struct {
+	// Sessions reads the legacy session: StoreSource(store, name) with the
+	// app's own store, or a read-only Redis source (BojSource,
+	// RbcervillaSource, RedisSource). Nil: no sessions, JWTs only.
+	Sessions SessionSource
+
+	// Redis is the client for fleet-wide state (revocations, counters,
+	// run-time modes). Optional in this version.
+	Redis redis.UniversalClient
+
+	// SigningKey signs the tokens the bridge mints; its public part (or
+	// secret) verifies them. Required.
+	SigningKey *Key
+	// VerificationKeys are previous keys still accepted until the tokens
+	// they signed expire (key rotation).
+	VerificationKeys []*Key
+
+	// Issuer is the iss of minted tokens, and the only issuer accepted for
+	// the bridge's own keys. Required.
+	Issuer string
+	// Audience is the aud of minted tokens, and required in every token
+	// of this issuer. Required.
+	Audience string
+
+	// Router, when set, is walked by New so that every route has its
+	// counters from the start. Routes met later are added on first sight.
+	Router *mux.Router
+	// Routes sets the mode of routes by mux path template.
+	Routes Routes
+	// DefaultMode is the mode of routes not in Routes. Default Legacy.
+	DefaultMode Mode
+
+	// RolloutPercent is the share of sessions, 1 to 100, converted on dual
+	// routes; each session's share is fixed by a hash of its ID, so a user
+	// does not flap. Default 100. Use SetRolloutPercent for 0.
+	RolloutPercent int
+
+	// TokenTTL is the lifetime of minted tokens, never past the session's
+	// remaining TTL. Default 15 minutes.
+	TokenTTL time.Duration
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s;
+	// at most 60s.
+	Leeway time.Duration
+	// MaxTokenSize caps the size of a token, checked before any decoding.
+	// Default 8 KiB.
+	MaxTokenSize int
+	// CacheSize bounds the cache of verified tokens. Default 10000;
+	// negative disables the cache.
+	CacheSize int
+
+	// CookieName is the JWT cookie's name. Default "id_token"; a name
+	// with the "__Host-" prefix is recommended in production.
+	CookieName string
+	// SameSite of the JWT cookie: Lax (default) or Strict.
+	SameSite http.SameSite
+	// InsecureDevCookies drops the Secure attribute so cookies work on
+	// plain http. Dangerous: development on localhost only.
+	InsecureDevCookies bool
+
+	// ClaimsFromSession maps session values to claims. Default
+	// DefaultClaims.
+	ClaimsFromSession ClaimsFunc
+	// SIDKey keys the hash of session IDs put in tokens as sid and used
+	// for the rollout. Instances of one fleet must share it. Default:
+	// derived from the signing key.
+	SIDKey []byte
+
+	// CrossOrigin checks unsafe requests authenticated by a cookie.
+	// Default: a new http.CrossOriginProtection (Sec-Fetch-Site and
+	// Origin against Host); add trusted origins to it as needed.
+	CrossOrigin *http.CrossOriginProtection
+
+	// ErrorHandler answers refused requests. The error is a *Rejection.
+	// Default: a short JSON body (see WriteError).
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	// Logger receives rejections and background errors. Default: discard.
+	Logger *slog.Logger
+
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Bridge is the dual-mode authenticator. Build it with New; it is safe for
+// concurrent use.
+type Bridge struct {
+	cfg      Config
+	ownKeys  []*Key
+	verifier *verifier
+	revoked  *denylist
+	sids     sidHash
+	routes   *routeTable
+	counters *counters
+	rollout  atomic.Int32
+	log      *slog.Logger
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// New validates cfg, fills its defaults and returns a Bridge. It does no
+// I/O and starts no goroutine. An error names the field that is wrong.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.SigningKey == nil {
+		return nil, errors.New("bridge: Config.SigningKey is required")
+	}
+	if !cfg.SigningKey.CanSign() {
+		return nil, errors.New("bridge: Config.SigningKey holds no private key")
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("bridge: Config.Issuer is required")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("bridge: Config.Audience is required")
+	}
+	if cfg.DefaultMode >= numModes {
+		return nil, fmt.Errorf("bridge: Config.DefaultMode: invalid %v", cfg.DefaultMode)
+	}
+	for tmpl, m := range cfg.Routes {
+		if m >= numModes {
+			return nil, fmt.Errorf("bridge: Config.Routes[%q]: invalid %v", tmpl, m)
+		}
+	}
+	if cfg.RolloutPercent < 0 || cfg.RolloutPercent > 100 {
+		return nil, fmt.Errorf("bridge: Config.RolloutPercent: %d is outside 1..100", cfg.RolloutPercent)
+	}
+	if cfg.RolloutPercent == 0 {
+		cfg.RolloutPercent = 100
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.TokenTTL < time.Minute {
+		return nil, fmt.Errorf("bridge: Config.TokenTTL: %v is shorter than a minute", cfg.TokenTTL)
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return nil, fmt.Errorf("bridge: Config.Leeway: %v is outside 0..%v", cfg.Leeway, MaxLeeway)
+	}
+	if cfg.MaxTokenSize == 0 {
+		cfg.MaxTokenSize = DefaultMaxTokenSize
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = DefaultCookieName
+	}
+	if cfg.Sessions != nil && cfg.Sessions.CookieName() == cfg.CookieName {
+		return nil, fmt.Errorf("bridge: Config.CookieName %q is the legacy session cookie's name", cfg.CookieName)
+	}
+	switch cfg.SameSite {
+	case 0:
+		cfg.SameSite = http.SameSiteLaxMode
+	case http.SameSiteLaxMode, http.SameSiteStrictMode:
+	default:
+		return nil, errors.New("bridge: Config.SameSite must be Lax or Strict")
+	}
+	if strings.HasPrefix(cfg.CookieName, "__Host-") && cfg.InsecureDevCookies {
+		return nil, errors.New("bridge: Config.CookieName: a __Host- cookie needs Secure; unset InsecureDevCookies")
+	}
+	if cfg.ClaimsFromSession == nil {
+		cfg.ClaimsFromSession = DefaultClaims
+	}
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
+	}
+	if cfg.ErrorHandler == nil {
+		cfg.ErrorHandler = WriteError
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.SIDKey) == 0 {
+		cfg.SIDKey = deriveSIDKey(cfg.SigningKey)
+	}
+
+	b := &Bridge{
+		cfg:      cfg,
+		revoked:  newDenylist(),
+		sids:     sidHash{key: cfg.SIDKey},
+		routes:   newRouteTable(cfg.Routes, cfg.DefaultMode),
+		counters: new(counters),
+		log:      cfg.Logger,
+		closed:   make(chan struct{}),
+	}
+	b.rollout.Store(int32(cfg.RolloutPercent))
+	own, err := ownIssuer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.ownKeys = append([]*Key{cfg.SigningKey}, cfg.VerificationKeys...)
+	b.verifier = newVerifier([]*issuer{own}, cfg.MaxTokenSize, cfg.Now, cfg.CacheSize, b.revoked)
+	if cfg.Router != nil {
+		b.routes.walk(cfg.Router)
+	}
+	return b, nil
+}
+
+// ownIssuer binds the signing and verification keys to cfg.Issuer, each
+// pinned to its algorithm.
+func ownIssuer(cfg Config) (*issuer, error) {
+	keys := map[string]*Key{}
+	var algs []string
+	for i, k := range append([]*Key{cfg.SigningKey}, cfg.VerificationKeys...) {
+		if k == nil {
+			return nil, fmt.Errorf("bridge: Config.VerificationKeys[%d] is nil", i-1)
+		}
+		keys[k.kid] = k
+		algs = append(algs, k.alg)
+	}
+	only := cfg.SigningKey
+	if len(keys) > 1 {
+		only = nil // kid required
+	}
+	return &issuer{
+		name:      cfg.Issuer,
+		validator: newIssuerValidator(cfg.Issuer, []string{cfg.Audience}, cfg.Leeway, cfg.Now),
+		algs:      algs,
+		key: func(kid, alg string) (any, error) {
+			k := only
+			if kid != "" || k == nil {
+				k = keys[kid]
+			}
+			if k == nil {
+				return nil, errors.New("unknown kid")
+			}
+			if k.alg != alg {
+				return nil, fmt.Errorf("key %s is pinned to %s, token says %s", k.kid, k.alg, alg)
+			}
+			return k.verify, nil
+		},
+	}, nil
+}
+
+func deriveSIDKey(k *Key) []byte {
+	m := hmac.New(sha256.New, []byte("sessionbridge sid key v1"))
+	switch s := k.sign.(type) {
+	case []byte:
+		m.Write(s)
+	default:
+		pem, _ := MarshalKeyPEM(k)
+		m.Write(pem)
+	}
+	return m.Sum(nil)
+}
+
+// SetRolloutPercent changes the share of sessions converted on dual routes,
+// 0 to 100, at run time.
+func (b *Bridge) SetRolloutPercent(p int) error {
+	if p < 0 || p > 100 {
+		return fmt.Errorf("bridge: rollout percent %d is outside 0..100", p)
+	}
+	b.rollout.Store(int32(p))
+	return nil
+}
+
+// SetMode overrides the mode of a route (a mux path template) at run time.
+func (b *Bridge) SetMode(route string, m Mode) error {
+	if m >= numModes {
+		return fmt.Errorf("bridge: invalid mode %v", m)
+	}
+	i := b.routes.add(route)
+	if i == idxOther && route != RouteOther {
+		return fmt.Errorf("bridge: too many routes (max %d)", MaxRoutes)
+	}
+	b.routes.modes[i].Store(uint32(m))
+	return nil
+}
+
+// ResetMode drops a run-time override: the route's mode is the configured
+// one again.
+func (b *Bridge) ResetMode(route string) {
+	if i, ok := (*b.routes.index.Load())[route]; ok {
+		b.routes.modes[i].Store(noOverride)
+	}
+}
+
+// Mode returns the current mode of a route.
+func (b *Bridge) Mode(route string) Mode {
+	if i, ok := (*b.routes.index.Load())[route]; ok {
+		return b.routes.mode(i)
+	}
+	if m, ok := b.cfg.Routes[route]; ok {
+		return m
+	}
+	return b.cfg.DefaultMode
+}
+
+// Run does the bridge's background work until ctx ends or Close is
+// called. It returns nil then.
+func (b *Bridge) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-b.closed:
+	}
+	return nil
+}
+
+// Close ends Run. It is safe to call more than once.
+func (b *Bridge) Close() error {
+	b.closeOnce.Do(func() { close(b.closed) })
+	return nil
+}

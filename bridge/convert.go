@@ -1,0 +1,123 @@
+package bridge
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ClaimsFunc builds token claims from legacy session values. It sets the
+// subject and any custom claims; the bridge sets iss, aud, iat, nbf, exp,
+// jti and sid. A session without a subject is not converted.
+type ClaimsFunc func(values map[any]any) (Claims, error)
+
+// DefaultClaims maps user_id to sub, username to name, and roles ([]string
+// or string) or role to roles. A numeric user_id is formatted in decimal.
+func DefaultClaims(values map[any]any) (Claims, error) {
+	var c Claims
+	switch id := values["user_id"].(type) {
+	case string:
+		c.Subject = id
+	case int:
+		c.Subject = strconv.Itoa(id)
+	case int64:
+		c.Subject = strconv.FormatInt(id, 10)
+	case uint64:
+		c.Subject = strconv.FormatUint(id, 10)
+	case float64: // JSON-serialized sessions
+		c.Subject = strconv.FormatFloat(id, 'f', -1, 64)
+	case nil:
+	default:
+		return c, fmt.Errorf("bridge: session user_id of type %T", id)
+	}
+	c.Name, _ = values["username"].(string)
+	switch roles := values["roles"].(type) {
+	case []string:
+		c.Roles = append([]string(nil), roles...)
+	case string:
+		c.Roles = []string{roles}
+	case []any: // JSON-serialized sessions
+		for _, r := range roles {
+			if s, ok := r.(string); ok {
+				c.Roles = append(c.Roles, s)
+			}
+		}
+	}
+	if role, ok := values["role"].(string); ok && len(c.Roles) == 0 {
+		c.Roles = []string{role}
+	}
+	return c, nil
+}
+
+// sidHash is the keyed hash of a session ID that tokens carry as sid and
+// that decides the rollout: never the raw ID.
+type sidHash struct{ key []byte }
+
+func (h sidHash) sum(id string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, h.key)
+	m.Write([]byte(id))
+	var out [sha256.Size]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// sid returns the sid claim for a session ID.
+func (h sidHash) sid(id string) string {
+	s := h.sum(id)
+	return b64(s[:18])
+}
+
+// inRollout reports whether the session falls within percent: the same
+// session always gets the same answer.
+func (h sidHash) inRollout(id string, percent int) bool {
+	if percent >= 100 {
+		return true
+	}
+	if percent <= 0 {
+		return false
+	}
+	s := h.sum(id)
+	return binary.BigEndian.Uint64(s[18:26])%100 < uint64(percent)
+}
+
+var errNoSubject = errors.New("bridge: session has no subject to put in a token")
+
+// mintFromSession mints a token for a session: claims from the mapping, a
+// new jti, the sid hash, and an exp that never outlives the session.
+func (b *Bridge) mintFromSession(sess *Session, now time.Time) (string, *Claims, error) {
+	c, err := b.cfg.ClaimsFromSession(sess.Values)
+	if err != nil {
+		return "", nil, err
+	}
+	if c.Subject == "" {
+		return "", nil, errNoSubject
+	}
+	ttl := b.cfg.TokenTTL
+	if sess.TTL > 0 && sess.TTL < ttl {
+		ttl = sess.TTL
+	}
+	if ttl < time.Second {
+		return "", nil, errors.New("bridge: session expires too soon to convert")
+	}
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	c.Issuer = b.cfg.Issuer
+	c.Audience = jwt.ClaimStrings{b.cfg.Audience}
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.NotBefore = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	c.ID = b64(jti[:])
+	c.SID = b.sids.sid(sess.ID)
+	tok, err := mint(b.cfg.SigningKey, &c)
+	if err != nil {
+		return "", nil, err
+	}
+	return tok, &c, nil
+}

@@ -1,0 +1,73 @@
+package bridge
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// cookieValue returns the value of the first cookie named name in r's
+// Cookie headers, without allocating (net/http's r.Cookie parses every
+// cookie into a new slice). Surrounding double quotes are removed.
+func cookieValue(r *http.Request, name string) string {
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
+	}
+	return ""
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header and
+// whether the header names the Bearer scheme. An empty token is no
+// credential.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return "", false
+	}
+	tok := strings.TrimSpace(h[7:])
+	return tok, tok != ""
+}
+
+// setTokenCookie sets the JWT cookie to tok, living until exp.
+func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time.Time) {
+	maxAge := int(exp.Sub(now) / time.Second)
+	if maxAge <= 0 {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     b.cfg.CookieName,
+		Value:    tok,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   !b.cfg.InsecureDevCookies,
+		SameSite: b.cfg.SameSite,
+	})
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+// clearCookie expires the cookie name (set with Path=/ as the bridge and
+// the legacy stores set theirs).
+func (b *Bridge) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    "",
+		Path:     "/",
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   !b.cfg.InsecureDevCookies,
+		SameSite: b.cfg.SameSite,
+	})
+}

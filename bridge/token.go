@@ -1,0 +1,172 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are the claims of the tokens the bridge mints and accepts.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Name is the user's display name (from the session's username).
+	Name string `json:"name,omitempty"`
+	// Roles are the user's roles.
+	Roles []string `json:"roles,omitempty"`
+	// SID is a keyed hash of the legacy session ID the token was minted
+	// from: never the raw ID. Empty for tokens not minted from a session.
+	SID string `json:"sid,omitempty"`
+}
+
+// issuer is a token issuer whose keys are bound to it: a token naming this
+// issuer is verified with this issuer's keys only.
+type issuer struct {
+	name      string
+	validator *jwt.Validator
+	algs      []string
+	// key returns the verification key for a token's kid and alg.
+	key func(kid, alg string) (any, error)
+}
+
+// forbiddenHeaders name keys or key locations inside the token, which the
+// bridge never trusts or fetches; crit asks for extensions it does not
+// implement (RFC 7515 §4.1.11).
+var forbiddenHeaders = [...]string{"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit"}
+
+// verifier checks tokens: size and charset first, then forbidden headers,
+// the issuer's pinned key and algorithm, the signature (strict base64), and
+// the issuer's claims (iss, aud, exp required, nbf and iat with leeway).
+type verifier struct {
+	parser  *jwt.Parser
+	issuers map[string]*issuer
+	maxSize int
+	now     func() time.Time
+	revoked *denylist
+	cache   *tokenCache
+}
+
+func newVerifier(issuers []*issuer, maxSize int, now func() time.Time, cacheSize int, revoked *denylist) *verifier {
+	v := &verifier{
+		issuers: make(map[string]*issuer, len(issuers)),
+		maxSize: maxSize,
+		now:     now,
+		revoked: revoked,
+		cache:   newTokenCache(cacheSize),
+	}
+	var algs []string
+	for _, iss := range issuers {
+		v.issuers[iss.name] = iss
+		algs = append(algs, iss.algs...)
+	}
+	// Claims are validated per issuer after the signature; the parser
+	// checks structure, header algorithm and signature only.
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(algs),
+		jwt.WithStrictDecoding(),
+		jwt.WithoutClaimsValidation(),
+	)
+	return v
+}
+
+func newIssuerValidator(name string, audience []string, leeway time.Duration, now func() time.Time) *jwt.Validator {
+	return jwt.NewValidator(
+		jwt.WithIssuer(name),
+		jwt.WithAudience(audience...),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+	)
+}
+
+// checkShape refuses oversized tokens and characters outside the base64url
+// alphabet and the two dots of a compact JWS, before any decoding.
+func checkShape(tok string, maxSize int) error {
+	if len(tok) > maxSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrInvalidToken, len(tok), maxSize)
+	}
+	dots := 0
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.':
+			dots++
+		default:
+			return fmt.Errorf("%w: character %q outside the base64url alphabet", ErrInvalidToken, c)
+		}
+	}
+	if dots != 2 {
+		return fmt.Errorf("%w: %d segments, want 3", ErrInvalidToken, dots+1)
+	}
+	return nil
+}
+
+// verify returns the verified claims of tok, from the cache when it was
+// verified before.
+func (v *verifier) verify(tok string) (*cacheEntry, error) {
+	now := v.now()
+	if e := v.cache.get(tok, now); e != nil {
+		if v.revoked.has(e.claims.ID, e.claims.SID) {
+			return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
+		}
+		return e, nil
+	}
+	if err := checkShape(tok, v.maxSize); err != nil {
+		return nil, err
+	}
+	claims := new(Claims)
+	var iss *issuer
+	_, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
+		for _, h := range forbiddenHeaders {
+			if _, ok := t.Header[h]; ok {
+				return nil, fmt.Errorf("header %q is not accepted", h)
+			}
+		}
+		if typ, ok := t.Header["typ"]; ok {
+			if s, _ := typ.(string); s != "JWT" && s != "at+jwt" && s != "application/at+jwt" {
+				return nil, fmt.Errorf("header typ %q is not accepted", s)
+			}
+		}
+		iss = v.issuers[claims.Issuer]
+		if iss == nil {
+			return nil, fmt.Errorf("issuer %q is not trusted", claims.Issuer)
+		}
+		kid, _ := t.Header["kid"].(string)
+		return iss.key(kid, t.Method.Alg())
+	})
+	if err != nil {
+		return nil, tokenError(err)
+	}
+	if err := iss.validator.Validate(claims); err != nil {
+		return nil, tokenError(err)
+	}
+	if v.revoked.has(claims.ID, claims.SID) {
+		return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
+	}
+	e := newCacheEntry(tok, claims)
+	v.cache.put(tok, e, now)
+	return e, nil
+}
+
+// tokenError maps golang-jwt's errors onto the bridge's sentinels, keeping
+// the cause.
+func tokenError(err error) error {
+	if errors.Is(err, jwt.ErrTokenExpired) {
+		return fmt.Errorf("%w: %w", ErrTokenExpired, err)
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidToken, err)
+}
+
+// mint signs claims with key.
+func mint(key *Key, claims *Claims) (string, error) {
+	t := jwt.NewWithClaims(key.method, claims)
+	t.Header["kid"] = key.kid
+	s, err := t.SignedString(key.sign)
+	if err != nil {
+		return "", fmt.Errorf("bridge: sign token: %w", err)
+	}
+	return s, nil
+}
