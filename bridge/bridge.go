@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,6 +26,12 @@ const (
 	DefaultMaxTokenSize = 8 << 10
 	DefaultCookieName   = "id_token"
 	DefaultCacheSize    = 10000
+
+	DefaultFlushInterval       = 5 * time.Second
+	DefaultFlushTimeout        = 2 * time.Second
+	DefaultModeRefreshInterval = 2 * time.Second
+	DefaultRetention           = 8 * 24 * time.Hour
+	DefaultReadyAfter          = 24 * time.Hour
 )
 
 // Config configures a Bridge. Fields left zero take the default their
@@ -36,9 +42,31 @@ type Config struct {
 	// RbcervillaSource, RedisSource). Nil: no sessions, JWTs only.
 	Sessions SessionSource
 
-	// Redis is the client for fleet-wide state (revocations, counters,
-	// run-time modes). Optional in this version.
+	// Redis is the client for fleet-wide state: counters flushed by Run,
+	// run-time modes, revocations. Nil: counts stay in-process and modes
+	// are the configured ones. Set ContextTimeoutEnabled on it.
 	Redis redis.UniversalClient
+	// RedisPrefix names the fleet's keys ({prefix}:…). Default
+	// "sessionbridge". Instances of one fleet share it.
+	RedisPrefix string
+	// InstanceID names this instance in the flush bookkeeping. Default: a
+	// random ID per process.
+	InstanceID string
+	// FlushInterval is the period of the counter flush. Default 5s.
+	FlushInterval time.Duration
+	// FlushTimeout bounds each flush and mode refresh, and the final flush
+	// in Close. Default 2s.
+	FlushTimeout time.Duration
+	// ModeRefreshInterval is how often run-time modes are read from Redis.
+	// Default 2s.
+	ModeRefreshInterval time.Duration
+	// Retention is how long hourly counts stay in Redis. Default 8 days.
+	Retention time.Duration
+	// ReadyAfter is how long a dual route's session share must stay at
+	// zero before the report calls it ready to switch to jwt. Default 24h.
+	ReadyAfter time.Duration
+	// Registerer, when set, gets the bridge's Prometheus collector.
+	Registerer prometheus.Registerer
 
 	// SigningKey signs the tokens the bridge mints; its public part (or
 	// secret) verifies them. Required.
@@ -46,6 +74,11 @@ type Config struct {
 	// VerificationKeys are previous keys still accepted until the tokens
 	// they signed expire (key rotation).
 	VerificationKeys []*Key
+
+	// TrustedIssuers are external identity providers whose tokens are
+	// accepted, each with its own keys (from its JWKS, loaded by Run),
+	// audiences and algorithms.
+	TrustedIssuers []TrustedIssuer
 
 	// Issuer is the iss of minted tokens, and the only issuer accepted for
 	// the bridge's own keys. Required.
@@ -125,6 +158,8 @@ type Bridge struct {
 	counters *counters
 	rollout  atomic.Int32
 	log      *slog.Logger
+	flusher  *flusher // nil without Config.Redis
+	remote   []*remoteKeys
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -208,6 +243,30 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	if cfg.ModeRefreshInterval <= 0 {
+		cfg.ModeRefreshInterval = DefaultModeRefreshInterval
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Retention < time.Hour {
+		return nil, fmt.Errorf("bridge: Config.Retention: %v is shorter than an hour", cfg.Retention)
+	}
+	if cfg.ReadyAfter <= 0 {
+		cfg.ReadyAfter = DefaultReadyAfter
+	}
+	if cfg.RedisPrefix == "" {
+		cfg.RedisPrefix = DefaultRedisPrefix
+	}
+	if strings.ContainsAny(cfg.RedisPrefix, "{}") {
+		return nil, errors.New("bridge: Config.RedisPrefix must not contain braces (it becomes the hash tag)")
+	}
 	if len(cfg.SIDKey) == 0 {
 		cfg.SIDKey = deriveSIDKey(cfg.SigningKey)
 	}
@@ -227,9 +286,32 @@ func New(cfg Config) (*Bridge, error) {
 		return nil, err
 	}
 	b.ownKeys = append([]*Key{cfg.SigningKey}, cfg.VerificationKeys...)
-	b.verifier = newVerifier([]*issuer{own}, cfg.MaxTokenSize, cfg.Now, cfg.CacheSize, b.revoked)
+	issuers := []*issuer{own}
+	seen := map[string]bool{cfg.Issuer: true}
+	for i := range cfg.TrustedIssuers {
+		t := cfg.TrustedIssuers[i]
+		if err := t.fill(i); err != nil {
+			return nil, err
+		}
+		if seen[t.Issuer] {
+			return nil, fmt.Errorf("bridge: Config.TrustedIssuers[%d].Issuer %q is named twice (or is Config.Issuer)", i, t.Issuer)
+		}
+		seen[t.Issuer] = true
+		rk := &remoteKeys{cfg: t, log: cfg.Logger}
+		b.remote = append(b.remote, rk)
+		issuers = append(issuers, rk.issuer(cfg.Leeway, cfg.Now))
+	}
+	b.verifier = newVerifier(issuers, cfg.MaxTokenSize, cfg.Now, cfg.CacheSize, b.revoked)
 	if cfg.Router != nil {
 		b.routes.walk(cfg.Router)
+	}
+	if cfg.Redis != nil {
+		b.flusher = newFlusher(b)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(b.Collector()); err != nil {
+			return nil, fmt.Errorf("bridge: Config.Registerer: %w", err)
+		}
 	}
 	return b, nil
 }
@@ -322,20 +404,4 @@ func (b *Bridge) Mode(route string) Mode {
 		return m
 	}
 	return b.cfg.DefaultMode
-}
-
-// Run does the bridge's background work until ctx ends or Close is
-// called. It returns nil then.
-func (b *Bridge) Run(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-	case <-b.closed:
-	}
-	return nil
-}
-
-// Close ends Run. It is safe to call more than once.
-func (b *Bridge) Close() error {
-	b.closeOnce.Do(func() { close(b.closed) })
-	return nil
 }

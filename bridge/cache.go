@@ -30,10 +30,12 @@ func newCacheEntry(tok string, c *Claims) *cacheEntry {
 const cacheShards = 16
 
 // tokenCache is a bounded cache of verified tokens keyed by the token
-// itself. Entries are never returned past their exp; when a shard is full,
-// expired entries go first, then arbitrary ones.
+// itself: it holds at most the size it was made with. Entries are never
+// returned past their exp; when a shard is full, expired entries go first,
+// then arbitrary ones.
 type tokenCache struct {
 	seed     maphash.Seed
+	nshards  uint64 // shards in use: min(size, cacheShards)
 	perShard int
 	shards   [cacheShards]struct {
 		sync.RWMutex
@@ -42,18 +44,22 @@ type tokenCache struct {
 }
 
 func newTokenCache(size int) *tokenCache {
-	c := &tokenCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 1)}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]*cacheEntry)
-	}
+	c := &tokenCache{seed: maphash.MakeSeed()}
 	if size <= 0 {
-		c.perShard = 0
+		return c // perShard 0: disabled
+	}
+	// Fewer shards than cacheShards for a small size, so that the shards'
+	// capacities sum to at most size.
+	n := min(size, cacheShards)
+	c.nshards, c.perShard = uint64(n), size/n
+	for i := range n {
+		c.shards[i].m = make(map[string]*cacheEntry)
 	}
 	return c
 }
 
 func (c *tokenCache) shard(tok string) int {
-	return int(maphash.String(c.seed, tok) % cacheShards)
+	return int(maphash.String(c.seed, tok) % c.nshards)
 }
 
 func (c *tokenCache) get(tok string, now time.Time) *cacheEntry {
@@ -95,7 +101,7 @@ func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 
 // purge drops every cached token (after a revocation or key change).
 func (c *tokenCache) purge() {
-	for i := range c.shards {
+	for i := range c.nshards {
 		s := &c.shards[i]
 		s.Lock()
 		clear(s.m)
@@ -135,4 +141,20 @@ func (d *denylist) addSID(sid string, until time.Time) {
 	d.mu.Lock()
 	d.sids[sid] = until
 	d.mu.Unlock()
+}
+
+// forget drops entries whose time has passed.
+func (d *denylist) forget(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, t := range d.jtis {
+		if t.Before(now) {
+			delete(d.jtis, k)
+		}
+	}
+	for k, t := range d.sids {
+		if t.Before(now) {
+			delete(d.sids, k)
+		}
+	}
 }

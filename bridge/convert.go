@@ -89,10 +89,11 @@ func (h sidHash) inRollout(id string, percent int) bool {
 
 var errNoSubject = errors.New("bridge: session has no subject to put in a token")
 
-// mintFromSession mints a token for a session: claims from the mapping, a
-// new jti, the sid hash, and an exp that never outlives the session.
-func (b *Bridge) mintFromSession(sess *Session, now time.Time) (string, *Claims, error) {
-	c, err := b.cfg.ClaimsFromSession(sess.Values)
+// mintFor mints a token for session values: claims from the mapping, a
+// new jti, the session's sid hash, and an exp that never outlives the
+// session (sessionTTL, when known, i.e. > 0).
+func (b *Bridge) mintFor(values map[any]any, sessionTTL time.Duration, sid string, now time.Time) (string, *Claims, error) {
+	c, err := b.cfg.ClaimsFromSession(values)
 	if err != nil {
 		return "", nil, err
 	}
@@ -100,8 +101,8 @@ func (b *Bridge) mintFromSession(sess *Session, now time.Time) (string, *Claims,
 		return "", nil, errNoSubject
 	}
 	ttl := b.cfg.TokenTTL
-	if sess.TTL > 0 && sess.TTL < ttl {
-		ttl = sess.TTL
+	if sessionTTL > 0 && sessionTTL < ttl {
+		ttl = sessionTTL
 	}
 	if ttl < time.Second {
 		return "", nil, errors.New("bridge: session expires too soon to convert")
@@ -114,7 +115,7 @@ func (b *Bridge) mintFromSession(sess *Session, now time.Time) (string, *Claims,
 	c.NotBefore = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	c.ID = b64(jti[:])
-	c.SID = b.sids.sid(sess.ID)
+	c.SID = sid
 	tok, err := mint(b.cfg.SigningKey, &c)
 	if err != nil {
 		return "", nil, err

@@ -51,6 +51,8 @@ type Identity struct {
 	// Token is the raw JWT that authenticated the request, or the one
 	// minted for it; empty for an unconverted session.
 	Token string
+
+	sid string // the session's keyed hash, for a session identity
 }
 
 // HasRole reports whether the identity has the role.

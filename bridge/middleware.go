@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -72,6 +73,11 @@ type exchange struct {
 	rejected bool   // a credential was presented and refused
 	last     Reason // the last reason counted
 	lastErr  error
+	// clearJWT asks for the JWT cookie to be cleared; setJWT records that
+	// a new one was set. The clearing is written once, before the answer,
+	// and only if no new cookie replaced it.
+	clearJWT bool
+	setJWT   bool
 }
 
 func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -97,11 +103,22 @@ func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, next http.Handler
 			source = SourceRejected
 		}
 		b.counters.request(x.route, x.mode, source)
+		x.writeCookies()
 		next.ServeHTTP(w, r)
 		return
 	}
 	b.counters.request(x.route, x.mode, id.Source)
+	x.writeCookies()
 	next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+}
+
+// writeCookies clears the JWT cookie if it was refused or outlived its
+// session and no new one was set in its place.
+func (x *exchange) writeCookies() {
+	if x.clearJWT && !x.setJWT {
+		x.b.clearCookie(x.w, x.b.cfg.CookieName)
+		x.clearJWT = false
+	}
 }
 
 // authenticate establishes the request's identity (nil: none). It returns
@@ -135,7 +152,7 @@ func (x *exchange) authenticate() (*Identity, bool) {
 				x.note(tokenReason(err, ReasonCookieInvalid), err)
 			}
 			if x.mode != Legacy {
-				b.clearCookie(x.w, b.cfg.CookieName)
+				x.clearJWT = true
 			}
 		case id != nil:
 			if e.claims.Subject != id.Subject {
@@ -180,7 +197,11 @@ func (x *exchange) authenticate() (*Identity, bool) {
 	if err != nil {
 		return nil, x.sessionFailed(err)
 	}
-	id = &Identity{Source: SourceSession, Session: sess.Values}
+	sid := b.sids.sid(sess.ID)
+	id = &Identity{Source: SourceSession, Session: sess.Values, sid: sid}
+	if b.flusher != nil {
+		b.flusher.observeSession(sid)
+	}
 	if c, err := b.cfg.ClaimsFromSession(sess.Values); err == nil {
 		id.Subject, id.Name, id.Roles = c.Subject, c.Name, c.Roles
 	}
@@ -195,6 +216,9 @@ func (x *exchange) authenticate() (*Identity, bool) {
 func (x *exchange) sessionFailed(err error) bool {
 	switch {
 	case errors.Is(err, ErrNoSession):
+		// Only called when the request has a non-empty session cookie: one
+		// that net/http could not parse is a credential refused.
+		x.note(ReasonSessionInvalid, fmt.Errorf("%w: cookie cannot be parsed", ErrSessionInvalid))
 		return true
 	case errors.Is(err, ErrSessionInvalid):
 		x.note(ReasonSessionInvalid, err)
@@ -202,7 +226,7 @@ func (x *exchange) sessionFailed(err error) bool {
 	case errors.Is(err, ErrSessionNotFound):
 		x.note(ReasonSessionUnknown, err)
 		if x.mode != Legacy && cookieValue(x.r, x.b.cfg.CookieName) != "" {
-			x.b.clearCookie(x.w, x.b.cfg.CookieName)
+			x.clearJWT = true
 		}
 		return true
 	case errors.Is(err, ErrSessionUndecodable):
@@ -228,13 +252,15 @@ func (x *exchange) sessionFailed(err error) bool {
 // convert mints a JWT from the session and sets it as the JWT cookie.
 func (x *exchange) convert(sess *Session, id *Identity) {
 	b := x.b
-	tok, c, err := b.mintFromSession(sess, x.now)
+	tok, c, err := b.mintFor(sess.Values, sess.TTL, id.sid, x.now)
 	if err != nil {
 		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: session not converted",
 			slog.String("route", b.routes.names[x.route]), slog.String("error", err.Error()))
 		return
 	}
-	b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now)
+	if b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
+		x.setJWT = true
+	}
 	id.Claims, id.Token, id.ExpiresAt = c, tok, c.ExpiresAt.Time
 	id.Subject, id.Name, id.Roles = c.Subject, c.Name, c.Roles
 	b.counters.conversions[x.route].Add(1)
@@ -257,15 +283,16 @@ func (x *exchange) refresh(e *cacheEntry) {
 	sess, err := b.cfg.Sessions.Load(x.r)
 	switch {
 	case err == nil:
-		if e.claims.SID != "" && e.claims.SID != b.sids.sid(sess.ID) {
+		sid := b.sids.sid(sess.ID)
+		if e.claims.SID != "" && e.claims.SID != sid {
 			return // another session: it converts on its own
 		}
-		tok, c, err := b.mintFromSession(sess, x.now)
-		if err == nil {
-			b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now)
+		tok, c, err := b.mintFor(sess.Values, sess.TTL, sid, x.now)
+		if err == nil && b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
+			x.setJWT = true
 		}
 	case errors.Is(err, ErrSessionNotFound):
-		b.clearCookie(x.w, b.cfg.CookieName)
+		x.clearJWT = true
 	}
 }
 
@@ -288,6 +315,7 @@ func (x *exchange) fail(status int, reason Reason, err error, presented bool) {
 		source = SourceRejected
 	}
 	x.b.counters.request(x.route, x.mode, source)
+	x.writeCookies()
 	x.b.cfg.ErrorHandler(x.w, x.r, &Rejection{Status: status, Reason: reason, Err: err})
 }
 

@@ -4,12 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/legacyapp"
@@ -53,6 +57,20 @@ func bridgeConfig(getenv func(string) string, addr string, logger *slog.Logger) 
 		cfg.SigningKey = key
 		logger.Warn("BRIDGE_SIGNING_KEY_FILE is not set: tokens are signed with an EPHEMERAL key; they die with this process and other instances refuse them. Set it to a PEM private key (EC P-256, Ed25519 or RSA) shared by the fleet")
 	}
+	if s := getenv("BRIDGE_VERIFICATION_KEY_FILES"); s != "" {
+		for _, path := range strings.Split(s, ",") {
+			key, err := bridge.LoadKeyFile(strings.TrimSpace(path))
+			if err != nil {
+				return cfg, 0, fmt.Errorf("BRIDGE_VERIFICATION_KEY_FILES: %w", err)
+			}
+			cfg.VerificationKeys = append(cfg.VerificationKeys, key)
+		}
+	}
+	trusted, err := trustedIssuers(getenv)
+	if err != nil {
+		return cfg, 0, err
+	}
+	cfg.TrustedIssuers = trusted
 	if s := getenv("BRIDGE_DEFAULT_MODE"); s != "" {
 		m, err := bridge.ParseMode(s)
 		if err != nil {
@@ -81,6 +99,13 @@ func bridgeConfig(getenv func(string) string, addr string, logger *slog.Logger) 
 			return cfg, 0, fmt.Errorf("BRIDGE_TOKEN_TTL: %w", err)
 		}
 		cfg.TokenTTL = d
+	}
+	if s := getenv("BRIDGE_FLUSH_INTERVAL"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return cfg, 0, fmt.Errorf("BRIDGE_FLUSH_INTERVAL %q: want a positive duration such as 5s", s)
+		}
+		cfg.FlushInterval = d
 	}
 	switch s := getenv("BRIDGE_INSECURE_COOKIES"); s {
 	case "", "0", "false":
@@ -120,6 +145,16 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 		return nil, nil, err
 	}
 	r.Handle("/.well-known/jwks.json", b.JWKSHandler()).Methods(http.MethodGet, http.MethodHead).Name("jwks")
+	r.Handle("/auth/cookie", b.CookieExchangeHandler()).Name("auth_cookie")
+	// The migration views and metrics are operators' pages: the demo
+	// serves them to loopback clients only; in production put them
+	// behind admin authentication.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(b.Collector()); err != nil {
+		return nil, nil, err
+	}
+	r.Handle("/metrics", loopbackOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
+	r.Handle("/migration/report.json", loopbackOnly(b.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
 	logout := r.Get("logout")
 	appLogout := logout.GetHandler()
 	logout.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -131,4 +166,45 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 	}))
 	r.Use(b.Middleware)
 	return b, r, nil
+}
+
+// loopbackOnly answers 403 to clients not on the loopback interface.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "forbidden: operators' page, loopback only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// trustedIssuers reads BRIDGE_TRUSTED_ISSUER, BRIDGE_TRUSTED_JWKS_URL and
+// BRIDGE_TRUSTED_AUDIENCE (comma-separated audiences), then the same names
+// with the suffix _2, _3, ... for further issuers, up to the first missing.
+func trustedIssuers(getenv func(string) string) ([]bridge.TrustedIssuer, error) {
+	var out []bridge.TrustedIssuer
+	for i := 1; ; i++ {
+		suffix := ""
+		if i > 1 {
+			suffix = "_" + strconv.Itoa(i)
+		}
+		iss := getenv("BRIDGE_TRUSTED_ISSUER" + suffix)
+		jwks := getenv("BRIDGE_TRUSTED_JWKS_URL" + suffix)
+		aud := getenv("BRIDGE_TRUSTED_AUDIENCE" + suffix)
+		if iss == "" && jwks == "" && aud == "" {
+			return out, nil
+		}
+		if iss == "" || jwks == "" || aud == "" {
+			return nil, fmt.Errorf("BRIDGE_TRUSTED_ISSUER%s, BRIDGE_TRUSTED_JWKS_URL%s and BRIDGE_TRUSTED_AUDIENCE%s go together", suffix, suffix, suffix)
+		}
+		var auds []string
+		for _, a := range strings.Split(aud, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				auds = append(auds, a)
+			}
+		}
+		out = append(out, bridge.TrustedIssuer{Issuer: iss, JWKSURL: jwks, Audiences: auds})
+	}
 }

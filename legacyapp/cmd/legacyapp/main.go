@@ -4,7 +4,7 @@
 // Environment:
 //
 //	ADDR              listen address (default 127.0.0.1:8080)
-//	REDIS_URL         redis:// or rediss:// URL (default: an embedded in-memory Redis)
+//	REDIS_URL         redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (default: an embedded in-memory Redis)
 //	SESSION_HASH_KEY  securecookie hash key, the string's raw bytes, at least 32 (default: a development key)
 //	LOG_LEVEL         debug, info, warn or error (default info)
 //	BRIDGE=off        run exactly as before the bridge (the baseline)
@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/redisurl"
 	"github.com/sessionbridge/sessionbridge/legacyapp"
 )
 
@@ -107,6 +107,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		if err != nil {
 			return err
 		}
+		cfg.Redis = rdb
 		b, r, err := withBridge(cfg, rollout, store, legacyapp.New, appCfg)
 		if err != nil {
 			return err
@@ -194,50 +195,41 @@ func sessionHashKey(s string, logger *slog.Logger) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// redisClient returns a client for REDIS_URL, or for an embedded in-memory
-// Redis when it is unset, and a function that closes both.
-func redisClient(rawURL string, logger *slog.Logger) (*redis.Client, func(), error) {
-	var opt *redis.Options
-	closeEmbedded := func() {}
-	if rawURL == "" {
-		m, err := miniredis.Run()
+// redisClient returns a client for REDIS_URL (one server, or the
+// redis+cluster:// and redis+sentinel:// forms of internal/redisurl), or for
+// an embedded in-memory Redis when it is unset, and a function that closes
+// both.
+func redisClient(rawURL string, logger *slog.Logger) (redis.UniversalClient, func(), error) {
+	if rawURL != "" {
+		rdb, kind, err := redisurl.New(rawURL)
 		if err != nil {
-			return nil, nil, fmt.Errorf("embedded redis: %w", err)
+			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		closeEmbedded = m.Close
-		logger.Warn("REDIS_URL is not set: using an embedded in-memory Redis; sessions are lost when the process stops. To use a real server, set REDIS_URL, e.g. REDIS_URL="+exampleRedisURL, "addr", m.Addr())
-		opt = &redis.Options{Addr: m.Addr()}
-	} else {
-		var err error
-		if opt, err = redis.ParseURL(rawURL); err != nil {
-			return nil, nil, fmt.Errorf("REDIS_URL: %w", withoutURL(err))
-		}
-		logger.Info("using redis", "addr", opt.Addr, "db", opt.DB, "tls", opt.TLSConfig != nil)
+		logger.Info("using redis", "topology", string(kind))
+		return rdb, func() { _ = rdb.Close() }, nil
 	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = redisTimeout
-	opt.ReadTimeout = redisTimeout
-	opt.WriteTimeout = redisTimeout
-	opt.MaxRetries = redisMaxRetries
-	rdb := redis.NewClient(opt)
+	m, err := miniredis.Run()
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	logger.Warn("REDIS_URL is not set: using an embedded in-memory Redis; sessions are lost when the process stops. To use a real server, set REDIS_URL, e.g. REDIS_URL="+exampleRedisURL, "addr", m.Addr())
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  m.Addr(),
+		ContextTimeoutEnabled: true,
+		DialTimeout:           redisTimeout,
+		ReadTimeout:           redisTimeout,
+		WriteTimeout:          redisTimeout,
+		MaxRetries:            redisMaxRetries,
+	})
 	return rdb, func() {
 		_ = rdb.Close()
-		closeEmbedded()
+		m.Close()
 	}, nil
-}
-
-// withoutURL drops the URL from a url.Error: it may hold a password.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // pingRedis warns when Redis does not answer at start-up. The app starts
 // anyway: requests that need a session answer 503 until Redis is back.
-func pingRedis(ctx context.Context, rdb *redis.Client, logger *slog.Logger) {
+func pingRedis(ctx context.Context, rdb redis.UniversalClient, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 2*redisTimeout)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {

@@ -1,0 +1,46 @@
+package bridge
+
+import (
+	"errors"
+	"net/http"
+)
+
+// CookieExchangeHandler is the authorize-cookie flow done right. POST takes
+// a token from Authorization: Bearer only (never the body or the query),
+// verifies it (own keys or a trusted issuer), and sets exactly that token
+// as the HttpOnly JWT cookie, with Max-Age = its remaining lifetime; 204.
+// DELETE clears the cookie. Both are CSRF-checked (the cookie they set or
+// clear is a credential); other methods get 405.
+func (b *Bridge) CookieExchangeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost, http.MethodDelete:
+		default:
+			w.Header().Set("Allow", "POST, DELETE")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := b.cfg.CrossOrigin.Check(r); err != nil {
+			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusForbidden, Reason: ReasonCrossOrigin, Err: errors.Join(ErrCrossOrigin, err)})
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Method == http.MethodDelete {
+			b.clearCookie(w, b.cfg.CookieName)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		tok, ok := bearerToken(r)
+		if !ok {
+			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: ReasonNoCredentials, Err: ErrNoCredentials})
+			return
+		}
+		e, err := b.verifier.verify(tok)
+		if err != nil {
+			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: tokenReason(err, ReasonBearerInvalid), Err: err})
+			return
+		}
+		b.setTokenCookie(w, tok, e.exp, b.cfg.Now())
+		w.WriteHeader(http.StatusNoContent)
+	})
+}

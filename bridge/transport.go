@@ -1,0 +1,59 @@
+package bridge
+
+import (
+	"net/http"
+	"time"
+)
+
+// DownstreamTokenTTL is the lifetime of tokens minted for downstream calls
+// made on behalf of a session that was not converted.
+const DownstreamTokenTTL = time.Minute
+
+// Transport returns a round tripper that puts the JWT of the request whose
+// context an outgoing request carries on that outgoing request
+// (Authorization: Bearer), since cookies do not flow to downstream
+// services. A session-authenticated request that holds no token gets a
+// short-lived one minted from its session. Requests that already carry an
+// Authorization header, or whose context has no identity, pass unchanged.
+// base nil means http.DefaultTransport.
+func (b *Bridge) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{b: b, base: base}
+}
+
+type transport struct {
+	b    *Bridge
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") != "" {
+		return t.base.RoundTrip(r)
+	}
+	id, ok := IdentityFrom(r.Context())
+	if !ok {
+		return t.base.RoundTrip(r)
+	}
+	tok := id.Token
+	if tok == "" && id.Source == SourceSession && id.Session != nil {
+		var err error
+		tok, err = t.b.mintDownstream(id)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if tok == "" {
+		return t.base.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return t.base.RoundTrip(r)
+}
+
+// mintDownstream mints a short-lived token for a session identity.
+func (b *Bridge) mintDownstream(id *Identity) (string, error) {
+	tok, _, err := b.mintFor(id.Session, DownstreamTokenTTL, id.sid, b.cfg.Now())
+	return tok, err
+}
