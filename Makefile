@@ -14,7 +14,7 @@ run:
 
 ## deps: install what the tests need (as root with apt-get), or say how
 deps:
-	@scripts/deps.sh redis-server redis-sentinel
+	@scripts/deps.sh redis-server redis-sentinel redis-cli chromium
 
 ## test: every test, with the race detector, on a real redis-server
 test: deps

@@ -7,6 +7,7 @@ set -euo pipefail
 declare -A pkg=(
   [redis-server]=redis-server
   [redis-sentinel]=redis-sentinel
+  [redis-cli]=redis-tools
   [chromium]=chromium
   [node]=nodejs
   [npm]=npm

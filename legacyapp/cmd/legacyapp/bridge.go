@@ -155,6 +155,7 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 	}
 	r.Handle("/metrics", loopbackOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
 	r.Handle("/migration/report.json", loopbackOnly(b.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
+	r.Handle("/migration/", loopbackOnly(b.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
 	logout := r.Get("logout")
 	appLogout := logout.GetHandler()
 	logout.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,620 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/gorilla/sessions"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/internal/redistest"
+)
+
+const sessionName = "session"
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(discardLogger{}) // as main does
+	os.Exit(m.Run())
+}
+
+var hashKey = []byte("0123456789abcdef0123456789abcdef")
+
+// testRoutes are the configured modes of the test app's routes.
+var testRoutes = bridge.Routes{
+	"/api/me":          bridge.Dual,
+	"/api/orders":      bridge.JWT,
+	"/api/orders/{id}": bridge.Dual,
+	"/profile":         bridge.Legacy,
+}
+
+// fleetEnv is one instance of a test app with the bridge, on a real
+// redis-server.
+type fleetEnv struct {
+	srv    *redistest.Server
+	b      *bridge.Bridge
+	ts     *httptest.Server
+	store  *sessions.CookieStore
+	prefix string
+}
+
+// newFleetEnv starts redis-server and the app; mod changes the bridge's
+// configuration before New.
+func newFleetEnv(t *testing.T, mod func(*bridge.Config)) *fleetEnv {
+	t.Helper()
+	srv := redistest.New(t)
+	rdb := srv.Client()
+	key, err := bridge.GenerateKey()
+	if err != nil {
+		t.Fatalf("GenerateKey: %v", err)
+	}
+	store := sessions.NewCookieStore(hashKey)
+	r := mux.NewRouter()
+	ok := func(w http.ResponseWriter, r *http.Request) {
+		src := "none"
+		if id, ok := bridge.IdentityFrom(r.Context()); ok {
+			src = id.Source.String()
+		}
+		_, _ = io.WriteString(w, src)
+	}
+	for tmpl := range testRoutes {
+		r.HandleFunc(tmpl, ok)
+	}
+	cfg := bridge.Config{
+		Sessions:           bridge.StoreSource(store, sessionName),
+		Redis:              rdb,
+		SigningKey:         key,
+		Issuer:             "https://issuer.test",
+		Audience:           "bridgectl-test",
+		Router:             r,
+		Routes:             testRoutes,
+		InsecureDevCookies: true, // httptest serves plain http
+		FlushInterval:      time.Hour,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := bridge.New(cfg)
+	if err != nil {
+		t.Fatalf("bridge.New: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	r.Use(b.Middleware)
+	ts := httptest.NewServer(r)
+	t.Cleanup(ts.Close)
+	prefix := cfg.RedisPrefix
+	if prefix == "" {
+		prefix = bridge.DefaultRedisPrefix
+	}
+	return &fleetEnv{srv: srv, b: b, ts: ts, store: store, prefix: prefix}
+}
+
+// sessionCookie returns the legacy cookie of a logged-in user, as the
+// legacy app would set it.
+func (e *fleetEnv) sessionCookie(t *testing.T) *http.Cookie {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/login", nil)
+	rec := httptest.NewRecorder()
+	s, err := e.store.New(req, sessionName)
+	if err != nil {
+		t.Fatalf("store.New: %v", err)
+	}
+	s.Values["user_id"] = "1"
+	s.Values["username"] = "alice"
+	s.Values["roles"] = []string{"user"}
+	if err := s.Save(req, rec); err != nil {
+		t.Fatalf("session Save: %v", err)
+	}
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == sessionName {
+			return c
+		}
+	}
+	t.Fatal("no session cookie set")
+	return nil
+}
+
+// get sends GET path with the cookies and Authorization header given and
+// returns the response (body closed).
+func (e *fleetEnv) get(t *testing.T, path, authorization string, cookies ...*http.Cookie) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	for _, c := range cookies {
+		req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// wantStatus sends a request and checks its status.
+func (e *fleetEnv) wantStatus(t *testing.T, want int, path, authorization string, cookies ...*http.Cookie) *http.Response {
+	t.Helper()
+	resp := e.get(t, path, authorization, cookies...)
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: status got %d, want %d", path, resp.StatusCode, want)
+	}
+	return resp
+}
+
+// sendTraffic sends a known mix of requests and returns the JWT the
+// bridge minted from the session.
+func (e *fleetEnv) sendTraffic(t *testing.T) string {
+	t.Helper()
+	sess := e.sessionCookie(t)
+	// A session on a dual route: converted, the JWT cookie set.
+	resp := e.wantStatus(t, http.StatusOK, "/api/me", "", sess)
+	var tok string
+	for _, c := range resp.Cookies() {
+		if c.Name == bridge.DefaultCookieName {
+			tok = c.Value
+		}
+	}
+	if tok == "" {
+		t.Fatalf("GET /api/me with a session: no %s cookie set", bridge.DefaultCookieName)
+	}
+	jwtCookie := &http.Cookie{Name: bridge.DefaultCookieName, Value: tok}
+	e.wantStatus(t, http.StatusOK, "/api/me", "", jwtCookie)                      // jwt_cookie
+	e.wantStatus(t, http.StatusOK, "/api/me", "Bearer "+tok)                      // jwt_bearer
+	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "")                       // anonymous
+	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "Bearer not-a-token")     // rejected
+	e.wantStatus(t, http.StatusOK, "/api/orders", "Bearer "+tok)                  // jwt_bearer
+	e.wantStatus(t, http.StatusOK, "/api/orders/7", "Bearer "+tok)                // jwt_bearer
+	e.wantStatus(t, http.StatusOK, "/api/orders/8", "", jwtCookie)                // jwt_cookie
+	e.wantStatus(t, http.StatusOK, "/profile", "")                                // anonymous
+	e.wantStatus(t, http.StatusOK, "/profile", "", sess)                          // session
+	e.wantStatus(t, http.StatusOK, "/profile", "", sess)                          // session
+	e.wantStatus(t, http.StatusUnauthorized, "/api/orders", "Bearer not-a-token") // rejected
+	return tok
+}
+
+// result is the outcome of one bridgectl run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func bridgectl(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, args, &stdout, &stderr, getenv)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// mustRun runs bridgectl and fails the test unless it exits 0.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	r := bridgectl(t, nil, args...)
+	if r.code != exitOK {
+		t.Fatalf("bridgectl %s: exit %d, want 0; stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+func TestReport(t *testing.T) {
+	e := newFleetEnv(t, nil)
+	e.sendTraffic(t)
+	if err := e.b.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	t.Run("json", func(t *testing.T) {
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json")
+		var rep bridge.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("report --json: %v\n%s", err, out)
+		}
+		type line struct {
+			mode      string
+			counts    bridge.SourceCounts
+			converted uint64
+			share     float64
+		}
+		want := map[string]line{
+			"/api/me":          {"dual", bridge.SourceCounts{Session: 1, JWTCookie: 1, JWTBearer: 1, Anonymous: 1, Rejected: 1}, 1, 1.0 / 3},
+			"/api/orders":      {"jwt", bridge.SourceCounts{JWTBearer: 1, Rejected: 1}, 0, 0},
+			"/api/orders/{id}": {"dual", bridge.SourceCounts{JWTBearer: 1, JWTCookie: 1}, 0, 0},
+			"/profile":         {"legacy", bridge.SourceCounts{Session: 2, Anonymous: 1}, 0, 1},
+		}
+		got := map[string]line{}
+		for _, r := range rep.Routes {
+			got[r.Route] = line{r.Mode, r.Counts, r.Converted, r.SessionShare}
+		}
+		for route, w := range want {
+			if g := got[route]; g != w {
+				t.Errorf("route %s: got %+v, want %+v", route, g, w)
+			}
+		}
+		for route, g := range got {
+			if _, ok := want[route]; !ok && g.counts != (bridge.SourceCounts{}) {
+				t.Errorf("route %s: got %+v, want no requests", route, g)
+			}
+		}
+		wantTotals := bridge.Totals{
+			SourceCounts: bridge.SourceCounts{Session: 3, JWTCookie: 2, JWTBearer: 3, Anonymous: 2, Rejected: 2},
+			Converted:    1,
+		}
+		if rep.Totals != wantTotals {
+			t.Errorf("totals: got %+v, want %+v", rep.Totals, wantTotals)
+		}
+		if rep.DistinctSessions != 1 {
+			t.Errorf("distinct_sessions: got %d, want 1", rep.DistinctSessions)
+		}
+		if rep.Scope != "fleet" {
+			t.Errorf("scope: got %q, want fleet", rep.Scope)
+		}
+	})
+
+	t.Run("json equals the report handler's", func(t *testing.T) {
+		since := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", since)
+		rec := httptest.NewRecorder()
+		e.b.ReportHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/migration/report.json?since="+url.QueryEscape(since), nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("report handler: status got %d, want 200", rec.Code)
+		}
+		cli, handler := decodeWithout(t, out, "generated_at"), decodeWithout(t, rec.Body.String(), "generated_at")
+		if !reflect.DeepEqual(cli, handler) {
+			t.Errorf("report --json:\n%s\nwant the handler's:\n%s", out, rec.Body.String())
+		}
+		if !strings.HasPrefix(out, "{\n  \"generated_at\"") {
+			t.Errorf("report --json is not indented with two spaces:\n%s", out)
+		}
+	})
+
+	t.Run("table", func(t *testing.T) {
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
+		t.Logf("report:\n%s", out)
+		wantRows := map[string][]string{
+			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY"},
+			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-"},
+			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-"},
+			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready"},
+			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-"},
+			"TOTAL":            {"3", "2", "3", "2", "2", "1", "37.5%"},
+		}
+		rows := map[string][]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 0 {
+				rows[f[0]] = f[1:]
+			}
+		}
+		for route, want := range wantRows {
+			if got := rows[route]; !reflect.DeepEqual(got, want) {
+				t.Errorf("row %s: got %q, want %q", route, got, want)
+			}
+		}
+		if !strings.Contains(out, "distinct sessions: 1\n") {
+			t.Errorf("report: no line %q in\n%s", "distinct sessions: 1", out)
+		}
+	})
+
+	t.Run("since narrows the window", func(t *testing.T) {
+		// The counts are in the current hour: a window starting in an
+		// hour's time is refused, one starting a minute ago has them.
+		r := bridgectl(t, nil, "report", "--redis", e.srv.URL(), "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
+		if r.code != exitUsage {
+			t.Errorf("report --since in the future: exit %d, want %d", r.code, exitUsage)
+		}
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", "1m")
+		var rep bridge.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Totals.Session != 3 {
+			t.Errorf("report --since 1m: totals.session got %d, want 3", rep.Totals.Session)
+		}
+	})
+
+	t.Run("REDIS_URL and prefix", func(t *testing.T) {
+		r := bridgectl(t, map[string]string{"REDIS_URL": e.srv.URL()}, "report", "--json")
+		if r.code != exitOK || !strings.Contains(r.stdout, `"/api/me"`) {
+			t.Errorf("report with REDIS_URL: exit %d, want 0 and the routes; stderr %s", r.code, r.stderr)
+		}
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--prefix", "another-fleet")
+		var rep bridge.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Routes) != 0 || rep.Totals != (bridge.Totals{}) {
+			t.Errorf("report --prefix another-fleet: got %d routes, totals %+v, want none", len(rep.Routes), rep.Totals)
+		}
+	})
+}
+
+// decodeWithout decodes a JSON object and drops the named members.
+func decodeWithout(t *testing.T, s string, drop ...string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("decode %q: %v", s, err)
+	}
+	for _, k := range drop {
+		delete(m, k)
+	}
+	return m
+}
+
+func TestMode(t *testing.T) {
+	e := newFleetEnv(t, func(c *bridge.Config) {
+		c.ModeRefreshInterval = 50 * time.Millisecond
+		c.FlushInterval = 50 * time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.b.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	redisURL := e.srv.URL()
+	sess := e.sessionCookie(t)
+
+	waitMode := func(t *testing.T, route string, want bridge.Mode) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for e.b.Mode(route) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Mode(%q): got %v after 1s, want %v", route, e.b.Mode(route), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// listRow returns the OVERRIDE and EFFECTIVE of route in mode list,
+	// once EFFECTIVE is want (instances publish it at their next flush).
+	listRow := func(t *testing.T, route, wantEffective string) []string {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			out := mustRun(t, "mode", "list", "--redis", redisURL)
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) == 3 && f[0] == route && (f[2] == wantEffective || time.Now().After(deadline)) {
+					return f[1:]
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mode list: no row for %s in\n%s", route, out)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	if got := listRow(t, "/api/me", "dual"); !reflect.DeepEqual(got, []string{"-", "dual"}) {
+		t.Errorf("mode list before set: /api/me got %q, want [- dual]", got)
+	}
+
+	// Flags after the positional arguments work too.
+	out := mustRun(t, "mode", "set", "/api/me", "jwt", "--redis", redisURL)
+	if !strings.Contains(out, "roll back with: bridgectl mode reset /api/me") {
+		t.Errorf("mode set: output got %q, want the rollback command", out)
+	}
+	waitMode(t, "/api/me", bridge.JWT)
+	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "", sess) // a session on a jwt route
+	if got := listRow(t, "/api/me", "jwt"); !reflect.DeepEqual(got, []string{"jwt", "jwt"}) {
+		t.Errorf("mode list after set: /api/me got %q, want [jwt jwt]", got)
+	}
+
+	out = mustRun(t, "mode", "reset", "--redis", redisURL, "/api/me")
+	if !strings.Contains(out, "override jwt removed") {
+		t.Errorf("mode reset: output got %q, want it to name the removed override", out)
+	}
+	waitMode(t, "/api/me", bridge.Dual)
+	e.wantStatus(t, http.StatusOK, "/api/me", "", sess)
+	if got := listRow(t, "/api/me", "dual"); !reflect.DeepEqual(got, []string{"-", "dual"}) {
+		t.Errorf("mode list after reset: /api/me got %q, want [- dual]", got)
+	}
+
+	t.Run("set over an override rolls back to it", func(t *testing.T) {
+		mustRun(t, "mode", "set", "--redis", redisURL, "/profile", "dual")
+		out := mustRun(t, "mode", "set", "--redis", redisURL, "/profile", "jwt")
+		if !strings.Contains(out, "roll back with: bridgectl mode set /profile dual") {
+			t.Errorf("mode set over an override: output got %q, want rollback to dual", out)
+		}
+		waitMode(t, "/profile", bridge.JWT)
+		mustRun(t, "mode", "reset", "--redis", redisURL, "/profile")
+		waitMode(t, "/profile", bridge.Legacy)
+		out = mustRun(t, "mode", "reset", "--redis", redisURL, "/profile")
+		if !strings.Contains(out, "no override was set") {
+			t.Errorf("mode reset without override: output got %q", out)
+		}
+	})
+
+	t.Run("unknown route warns", func(t *testing.T) {
+		r := bridgectl(t, nil, "mode", "set", "--redis", redisURL, "/api/typo", "jwt")
+		if r.code != exitOK || !strings.Contains(r.stderr, `no instance has published route "/api/typo"`) {
+			t.Errorf("mode set /api/typo: exit %d, stderr %q; want 0 and a warning", r.code, r.stderr)
+		}
+		mustRun(t, "mode", "reset", "--redis", redisURL, "/api/typo")
+	})
+}
+
+func TestShare(t *testing.T) {
+	tests := []struct {
+		c    bridge.SourceCounts
+		want string
+	}{
+		{bridge.SourceCounts{}, "-"},
+		{bridge.SourceCounts{Anonymous: 5, Rejected: 2}, "-"},
+		{bridge.SourceCounts{Session: 1}, "100.0%"},
+		{bridge.SourceCounts{Session: 1, JWTCookie: 1, JWTBearer: 1}, "33.3%"},
+		{bridge.SourceCounts{JWTBearer: 7}, "0.0%"},
+	}
+	for _, tt := range tests {
+		if got := share(tt.c); got != tt.want {
+			t.Errorf("share(%+v): got %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}
+
+func TestModeListEmpty(t *testing.T) {
+	srv := redistest.New(t)
+	out := mustRun(t, "mode", "list", "--redis", srv.URL())
+	if !strings.Contains(out, "no routes") {
+		t.Errorf("mode list on an empty Redis: got %q, want it to say there are no routes", out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	redisURL := "redis://127.0.0.1:1" // never reached: usage is checked first
+	tests := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"no arguments", nil, "Usage:"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"help of an unknown command", []string{"help", "frobnicate"}, `unknown command "frobnicate"`},
+		{"mode without subcommand", []string{"mode"}, "missing subcommand"},
+		{"unknown mode subcommand", []string{"mode", "flip"}, `unknown subcommand "flip"`},
+		{"set without mode", []string{"mode", "set", "/api/me", "--redis", redisURL}, "want ROUTE MODE"},
+		{"set with a bad mode", []string{"mode", "set", "/api/me", "sideways", "--redis", redisURL}, "want legacy, dual or jwt"},
+		{"set with a raw path", []string{"mode", "set", "api/me", "jwt", "--redis", redisURL}, "mux path template"},
+		{"set with extra arguments", []string{"mode", "set", "/api/me", "jwt", "now", "--redis", redisURL}, "want ROUTE MODE"},
+		{"reset without route", []string{"mode", "reset", "--redis", redisURL}, "want ROUTE"},
+		{"list with an argument", []string{"mode", "list", "/api/me", "--redis", redisURL}, "unexpected argument"},
+		{"unknown flag", []string{"report", "--verbose", "--redis", redisURL}, "flag provided but not defined: -verbose"},
+		{"report with an argument", []string{"report", "now", "--redis", redisURL}, "unexpected argument"},
+		{"bad since", []string{"report", "--since", "yesterday", "--redis", redisURL}, `--since "yesterday"`},
+		{"negative since", []string{"report", "--since", "-1h", "--redis", redisURL}, "positive duration"},
+		{"no redis", []string{"report"}, "pass --redis URL or set REDIS_URL"},
+		{"no redis for mode", []string{"mode", "list"}, "pass --redis URL or set REDIS_URL"},
+		{"bad scheme", []string{"report", "--redis", "http://127.0.0.1:6379"}, "unknown scheme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bridgectl(t, nil, tt.args...)
+			if r.code != exitUsage {
+				t.Errorf("exit: got %d, want %d", r.code, exitUsage)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr: got %q, want it to contain %q", r.stderr, tt.want)
+			}
+			if !strings.Contains(r.stderr, "Usage") {
+				t.Errorf("stderr: got %q, want the usage", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout: got %q, want nothing", r.stdout)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in stdout
+	}{
+		{[]string{"help"}, "bridgectl mode set   ROUTE MODE"},
+		{[]string{"-h"}, "bridgectl mode set   ROUTE MODE"},
+		{[]string{"--help"}, "bridgectl report"},
+		{[]string{"help", "report"}, "-since"},
+		{[]string{"help", "mode"}, "rollback"},
+		{[]string{"report", "-h"}, "-ready-after"},
+		{[]string{"mode", "-h"}, "bridgectl mode reset ROUTE"},
+		{[]string{"mode", "set", "--help"}, "bridgectl mode reset ROUTE"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := bridgectl(t, map[string]string{"REDIS_URL": "redis://:hunter2@127.0.0.1:1"}, tt.args...)
+			if r.code != exitOK {
+				t.Errorf("exit: got %d, want 0; stderr %q", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.want) {
+				t.Errorf("stdout: got %q, want it to contain %q", r.stdout, tt.want)
+			}
+			if strings.Contains(r.stdout, "hunter2") {
+				t.Errorf("stdout shows REDIS_URL's password: %q", r.stdout)
+			}
+		})
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	const password = "hunter2"
+	down := "redis://:" + password + "@127.0.0.1:1/0"
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"report", nil, []string{"report", "--redis", down}},
+		{"report --json from REDIS_URL", map[string]string{"REDIS_URL": down}, []string{"report", "--json"}},
+		{"mode list", nil, []string{"mode", "list", "--redis", down}},
+		{"mode set", nil, []string{"mode", "set", "/api/me", "jwt", "--redis", down}},
+		{"mode reset", nil, []string{"mode", "reset", "/api/me", "--redis", down}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			r := bridgectl(t, tt.env, tt.args...)
+			if r.code != exitRuntime {
+				t.Errorf("exit: got %d, want %d; stderr %q", r.code, exitRuntime, r.stderr)
+			}
+			if want := "cannot reach Redis at 127.0.0.1:1"; !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr: got %q, want it to contain %q", r.stderr, want)
+			}
+			if strings.Contains(r.stderr+r.stdout, password) {
+				t.Errorf("output shows the password: %q", r.stderr)
+			}
+			if strings.Contains(r.stderr, "Usage") {
+				t.Errorf("stderr: got %q, want no usage for a runtime error", r.stderr)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v, want a prompt failure", d)
+			}
+		})
+	}
+}
+
+func TestPasswordNeverShown(t *testing.T) {
+	tests := []struct {
+		name, url, secret string
+	}{
+		{"bad escape in password", "redis://user:hun%zzter2@127.0.0.1:6379", "hun"},
+		{"slash in password", "redis://user:hun/ter2@127.0.0.1:6379", "hun"},
+		{"bad db with password", "redis://:hunter2@127.0.0.1:6379/x", "hunter2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bridgectl(t, nil, "mode", "list", "--redis", tt.url)
+			if r.code != exitUsage {
+				t.Errorf("exit: got %d, want %d; stderr %q", r.code, exitUsage, r.stderr)
+			}
+			if strings.Contains(r.stderr, tt.secret) {
+				t.Errorf("stderr shows the password: %q", r.stderr)
+			}
+		})
+	}
+	t.Run("redact", func(t *testing.T) {
+		err := redact(errors.New("auth hunter2 failed for user:hunter2"), "redis://user:hunter2@h:1")
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("redact: got %q, want no password", err)
+		}
+		plain := errors.New("dial tcp: refused")
+		if got := redact(plain, "redis://h:1"); got != plain {
+			t.Errorf("redact without user information: got %v, want the error unchanged", got)
+		}
+	})
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
+)
+
+// reportOptions are the flags of bridgectl report.
+type reportOptions struct {
+	conn
+	since      string
+	json       bool
+	retention  time.Duration
+	readyAfter time.Duration
+}
+
+// reportFlags returns the flag set of bridgectl report, writing into o.
+func reportFlags(o *reportOptions) *flag.FlagSet {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	o.conn.register(fs)
+	fs.StringVar(&o.since, "since", "", "start of the window: a `duration` back from now (24h) or an RFC 3339 time (default: the whole retention)")
+	fs.BoolVar(&o.json, "json", false, "print the JSON of /migration/report.json instead of the table")
+	fs.DurationVar(&o.retention, "retention", bridge.DefaultRetention, "the fleet's Config.Retention: the longest window")
+	fs.DurationVar(&o.readyAfter, "ready-after", bridge.DefaultReadyAfter, "the fleet's Config.ReadyAfter: how long a dual route must see no session to be ready")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: bridgectl report [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
+
+Prints the fleet-wide migration report: requests per route by credential,
+conversions, the share still authenticated by the legacy session, and the
+dual routes ready to switch to jwt.
+
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func runReport(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	var o reportOptions
+	fs := reportFlags(&o)
+	usage := func() { fs.SetOutput(stderr); fs.Usage() }
+	pos, err := parseArgs(fs, args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err == nil && len(pos) > 0 {
+		err = usagef("unexpected argument %q", pos[0])
+	}
+	now := time.Now()
+	var since time.Time
+	if err == nil {
+		since, err = parseSince(o.since, now)
+	}
+	if err != nil {
+		return fail(stderr, "report", err, usage)
+	}
+	f, rdb, err := o.fleet(ctx, getenv)
+	if err != nil {
+		return fail(stderr, "report", err, usage)
+	}
+	defer rdb.Close()
+	f.Retention, f.ReadyAfter = o.retention, o.readyAfter
+
+	rep, err := f.Report(ctx, now, since, nil)
+	if err != nil {
+		return fail(stderr, "report", redact(err, o.url), usage)
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = writeReport(stdout, rep, now)
+	}
+	if err != nil {
+		return fail(stderr, "report", err, usage)
+	}
+	return exitOK
+}
+
+// parseSince parses --since as the report handler parses ?since=: a
+// positive duration back from now, or an RFC 3339 time. Empty is the zero
+// time: the whole retention.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, usagef("--since %q: want a positive duration", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usagef("--since %q: want a duration such as 24h or an RFC 3339 time", s)
+	}
+	if t.After(now) {
+		return time.Time{}, usagef("--since %q is in the future", s)
+	}
+	return t, nil
+}
+
+// writeReport prints rep as a table, its totals and the distinct
+// sessions.
+func writeReport(w io.Writer, rep *bridge.Report, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY")
+	for _, r := range rep.Routes {
+		ready := "-"
+		if r.ReadyToSwitch {
+			ready = "ready"
+		}
+		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready)
+	}
+	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted, "")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\ndistinct sessions: %d\nwindow: %s to %s (UTC); ready = dual route with no session request for %s\n",
+		rep.DistinctSessions, rep.Since.Format(time.RFC3339), now.UTC().Format(time.RFC3339), rep.ReadyAfter)
+	return err
+}
+
+// row writes one line of the table; an empty ready ends the line at
+// SESSION_SHARE, unpadded.
+func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, ready string) {
+	if ready != "" {
+		ready = "\t" + ready
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
+		route, mode, c.Session, c.JWTCookie, c.JWTBearer, c.Anonymous, c.Rejected, converted, share(c), ready)
+}
+
+// share is the session share as a percentage, "-" when no request was
+// authenticated (there is no share to speak of).
+func share(c bridge.SourceCounts) string {
+	if c.Authenticated() == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(100*c.SessionShare(), 'f', 1, 64) + "%"
+}

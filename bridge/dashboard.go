@@ -1,0 +1,302 @@
+package bridge
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed templates/dashboard.html
+var dashboardFS embed.FS
+
+// dashboardTmpl is parsed once, at package load; it is never changed.
+var dashboardTmpl = template.Must(template.New("dashboard.html").
+	Funcs(template.FuncMap{"count": formatCount}).
+	ParseFS(dashboardFS, "templates/dashboard.html"))
+
+// dashboardCSP forbids everything but inline styles and local images: the
+// page needs no script, no font, no fetch.
+const dashboardCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+
+// Shape of the dashboard.
+const (
+	trendHours    = 48 // hours of the hourly trend, the most recent
+	trendWidth    = 192
+	trendHeight   = 40
+	trendPad      = 3
+	topRejections = 3
+)
+
+// DashboardHandler serves the fleet-wide report as an HTML page: totals,
+// and per route its mode, counts by source, session share, conversions,
+// top rejection reasons, an hourly trend and a "ready to switch to jwt"
+// hint. ?since= narrows the window as in ReportHandler. The page has no
+// script and is served with a strict Content-Security-Policy. Mount it
+// behind admin authentication in production.
+func (b *Bridge) DashboardHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", dashboardCSP)
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			writeDashboardError(w, r, http.StatusMethodNotAllowed, "Use GET.")
+			return
+		}
+		since, err := sinceParam(r, b.cfg.Now())
+		if err != nil {
+			writeDashboardError(w, r, http.StatusBadRequest, "Bad ?since=: "+err.Error()+".")
+			return
+		}
+		rep, err := b.Report(r.Context(), since)
+		if err != nil {
+			b.log.Warn("bridge: dashboard unavailable", "error", err)
+			h.Set("Retry-After", "5")
+			writeDashboardError(w, r, http.StatusServiceUnavailable,
+				"The migration report is unavailable: Redis did not answer. Try again in a few seconds.")
+			return
+		}
+		var buf bytes.Buffer
+		if err := dashboardTmpl.Execute(&buf, newDashboardView(rep, r.URL.Query().Get("since"))); err != nil {
+			b.log.Error("bridge: render dashboard", "error", err)
+			writeDashboardError(w, r, http.StatusInternalServerError, "The dashboard could not be rendered.")
+			return
+		}
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Length", strconv.Itoa(buf.Len()))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(buf.Bytes())
+		}
+	})
+}
+
+// writeDashboardError answers with a short HTML page.
+func writeDashboardError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	var buf bytes.Buffer
+	data := struct {
+		Status int
+		Text   string
+		Msg    string
+	}{status, http.StatusText(status), msg}
+	if err := dashboardTmpl.ExecuteTemplate(&buf, "error", data); err != nil {
+		http.Error(w, msg, status)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// dashboardView is what the template renders: every number already
+// formatted, so that the template holds no arithmetic.
+type dashboardView struct {
+	GeneratedAt      time.Time
+	Since            time.Time
+	Window           string
+	Totals           Totals
+	DistinctSessions uint64
+	Share            shareView // fleet-wide session share
+	ReadyAfter       string
+	TrendHours       int
+	Routes           []routeView
+	Presets          []presetView
+}
+
+type shareView struct {
+	Value string // data-share: 0.6
+	Width string // CSS width: 60.0%
+	Text  string // 60%
+	Auth  bool   // some request was authenticated
+}
+
+type routeView struct {
+	Route      string
+	Mode       string
+	Counts     SourceCounts
+	Converted  uint64
+	Share      shareView
+	Rejections []reasonView
+	More       []reasonView // beyond the top ones
+	Trend      trendView
+	Ready      bool
+}
+
+type reasonView struct {
+	Reason string
+	Count  uint64
+}
+
+type trendView struct {
+	Hours      int
+	From, To   time.Time
+	Session    string // polyline points
+	JWT        string // polyline points
+	SessionSum uint64
+	JWTSum     uint64
+	Max        uint64
+	Width      int
+	Height     int
+}
+
+type presetView struct {
+	Label, Since string
+	Active       bool
+}
+
+// newDashboardView prepares rep for the template; since is the request's
+// raw ?since=, to mark the active preset.
+func newDashboardView(rep *Report, since string) dashboardView {
+	v := dashboardView{
+		GeneratedAt:      rep.GeneratedAt.UTC(),
+		Since:            rep.Since.UTC(),
+		Window:           formatSpan(rep.GeneratedAt.Sub(rep.Since)),
+		Totals:           rep.Totals,
+		DistinctSessions: uint64(max(rep.DistinctSessions, 0)),
+		Share:            newShareView(rep.Totals.SourceCounts),
+		ReadyAfter:       formatSpan(rep.ReadyAfter),
+		TrendHours:       trendHours,
+		Routes:           make([]routeView, 0, len(rep.Routes)),
+	}
+	for _, p := range []struct{ label, since string }{{"24 h", "24h"}, {"7 days", "168h"}, {"all", ""}} {
+		v.Presets = append(v.Presets, presetView{Label: p.label, Since: p.since, Active: p.since == since})
+	}
+	for _, r := range rep.Routes {
+		if (r.Route == RouteUnmatched || r.Route == RouteOther) && idle(r) {
+			continue // pseudo-routes matter only when something landed there
+		}
+		rv := routeView{
+			Route:     r.Route,
+			Mode:      r.Mode,
+			Counts:    r.Counts,
+			Converted: r.Converted,
+			Share:     newShareView(r.Counts),
+			Trend:     newTrendView(r.Hourly),
+			Ready:     r.ReadyToSwitch,
+		}
+		rv.Rejections = sortedReasons(r.Rejections)
+		if len(rv.Rejections) > topRejections {
+			rv.More = rv.Rejections[topRejections:]
+			rv.Rejections = rv.Rejections[:topRejections]
+		}
+		v.Routes = append(v.Routes, rv)
+	}
+	return v
+}
+
+func idle(r RouteReport) bool {
+	c := r.Counts
+	return c.Authenticated()+c.Anonymous+c.Rejected+r.Converted == 0 && len(r.Rejections) == 0
+}
+
+func newShareView(c SourceCounts) shareView {
+	s := c.SessionShare()
+	return shareView{
+		Value: strconv.FormatFloat(s, 'f', -1, 64),
+		Width: strconv.FormatFloat(s*100, 'f', 1, 64) + "%",
+		Text:  strings.TrimSuffix(strconv.FormatFloat(s*100, 'f', 1, 64), ".0") + "%",
+		Auth:  c.Authenticated() > 0,
+	}
+}
+
+func sortedReasons(m map[string]uint64) []reasonView {
+	out := make([]reasonView, 0, len(m))
+	for reason, n := range m {
+		if n > 0 {
+			out = append(out, reasonView{reason, n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out
+}
+
+// newTrendView draws the last trendHours hours as two polylines, session
+// and JWT (cookie + bearer), on a common scale.
+func newTrendView(hourly []HourCounts) trendView {
+	if len(hourly) > trendHours {
+		hourly = hourly[len(hourly)-trendHours:]
+	}
+	t := trendView{Hours: len(hourly), Width: trendWidth, Height: trendHeight}
+	if len(hourly) == 0 {
+		return t
+	}
+	t.From, t.To = hourly[0].Hour.UTC(), hourly[len(hourly)-1].Hour.UTC()
+	for _, h := range hourly {
+		jwt := h.Counts.JWTCookie + h.Counts.JWTBearer
+		t.SessionSum += h.Counts.Session
+		t.JWTSum += jwt
+		t.Max = max(t.Max, h.Counts.Session, jwt)
+	}
+	var session, jwt strings.Builder
+	for i, h := range hourly {
+		t.point(&session, i, len(hourly), h.Counts.Session)
+		t.point(&jwt, i, len(hourly), h.Counts.JWTCookie+h.Counts.JWTBearer)
+	}
+	t.Session, t.JWT = session.String(), jwt.String()
+	return t
+}
+
+func (t *trendView) point(sb *strings.Builder, i, n int, v uint64) {
+	x := float64(t.Width) / 2
+	if n > 1 {
+		x = float64(i) * float64(t.Width) / float64(n-1)
+	}
+	y := float64(t.Height - trendPad)
+	if t.Max > 0 {
+		y -= float64(v) / float64(t.Max) * float64(t.Height-2*trendPad)
+	}
+	if sb.Len() > 0 {
+		sb.WriteByte(' ')
+	}
+	sb.WriteString(strconv.FormatFloat(x, 'f', 1, 64))
+	sb.WriteByte(',')
+	sb.WriteString(strconv.FormatFloat(y, 'f', 1, 64))
+}
+
+// formatSpan writes a duration in hours below two days, else in days and
+// hours: "45m", "24h", "8d", "2d 6h".
+func formatSpan(d time.Duration) string {
+	h := int(d / time.Hour)
+	switch {
+	case h < 1:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	case h < 48:
+		return strconv.Itoa(h) + "h"
+	case h%24 == 0:
+		return strconv.Itoa(h/24) + "d"
+	}
+	return strconv.Itoa(h/24) + "d " + strconv.Itoa(h%24) + "h"
+}
+
+// formatCount writes n with thousands separators: 12,345.
+func formatCount(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
