@@ -1,4 +1,6 @@
 # sessionbridge — see README.md.
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 GO        ?= go
 FUZZTIME  ?= 10m
 BENCHTIME ?= 1s
@@ -6,7 +8,7 @@ PKGS      := ./...
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test deps bench lint fuzz fuzz-short
+.PHONY: run test deps bench lint fuzz loadtest
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
@@ -16,10 +18,18 @@ run:
 deps:
 	@scripts/deps.sh redis-server redis-sentinel redis-cli chromium
 
-## test: every test, with the race detector, on a real redis-server
+## test: every test, with the race detector, on a real redis-server; the
+## short load test runs without it (the race detector's 10-30x slowdown
+## turns 64 clients on two cores into an overload test)
 test: deps
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -race -count=1 -timeout 10m -skip '^TestLoad$$' $(PKGS)
+	$(GO) test -count=1 -run '^TestLoad$$' -v ./legacyapp/cmd/legacyapp/ | grep -E '^(=== RUN|---|\s+load_test|ok|FAIL|PASS)'
+
+## loadtest: 64 concurrent clients against the demo for LOAD_DURATION (default 50s) on a real redis-server
+LOAD_DURATION ?= 50s
+loadtest: deps
+	LOAD_DURATION=$(LOAD_DURATION) $(GO) test -count=1 -run '^TestLoad$$' -v -timeout 5m ./legacyapp/cmd/legacyapp/
 
 ## bench: the benchmarks
 bench: deps
