@@ -8,11 +8,20 @@ PKGS      := ./...
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test deps bench lint fuzz loadtest
+.PHONY: run demo test deps bench lint fuzz loadtest
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
 	BRIDGE_INSECURE_COOKIES=1 $(GO) run ./legacyapp/cmd/legacyapp
+
+## demo: the demo and the traffic simulator together; watch http://127.0.0.1:8080/migration/
+DEMO_DURATION ?= 10m
+demo:
+	$(GO) build -o bin/ ./legacyapp/cmd/legacyapp ./legacyapp/cmd/traffic
+	@LOG_LEVEL=warn BRIDGE_INSECURE_COOKIES=1 BRIDGE_FLUSH_INTERVAL=2s bin/legacyapp & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null; wait $$demo' EXIT INT TERM; \
+	echo "dashboard: http://127.0.0.1:8080/migration/  (report: /migration/report.json)"; \
+	bin/traffic -duration $(DEMO_DURATION)
 
 ## deps: install what the tests need (as root with apt-get), or say how
 deps:

@@ -43,6 +43,7 @@ Usage:
   bridgectl mode list  [--redis URL] [--prefix P]
   bridgectl mode set   ROUTE MODE [--redis URL] [--prefix P]
   bridgectl mode reset ROUTE [--redis URL] [--prefix P]
+  bridgectl sessions count [--redis URL] [--prefix session_]
   bridgectl help [COMMAND]
 
 ROUTE is a gorilla/mux path template such as /api/orders/{id}; MODE is
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runReport(ctx, rest, stdout, stderr, getenv)
 	case "mode":
 		return runMode(ctx, rest, stdout, stderr, getenv)
+	case "sessions":
+		return runSessions(ctx, rest, stdout, stderr, getenv)
 	default:
 		fmt.Fprintf(stderr, "bridgectl: unknown command %q\n\n%s", cmd, usageText)
 		return exitUsage
@@ -104,6 +107,8 @@ func help(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 	case "mode":
 		fmt.Fprint(stdout, modeUsageText)
+	case "sessions":
+		fmt.Fprint(stdout, sessionsUsageText)
 	default:
 		fmt.Fprintf(stderr, "bridgectl: unknown command %q\n\n%s", args[0], usageText)
 		return exitUsage

@@ -1,0 +1,63 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// CountSessions counts the legacy sessions left in Redis: the keys that
+// start with keyPrefix ("session_" for boj/redistore and bridge/redisstore,
+// "session:" for rbcervilla/redisstore). It walks the keyspace with SCAN,
+// never KEYS, so it does not block Redis; on a Redis Cluster it walks every
+// master.
+func (f *Fleet) CountSessions(ctx context.Context, keyPrefix string) (int64, error) {
+	if keyPrefix == "" {
+		return 0, fmt.Errorf("bridge: CountSessions: empty key prefix would count every key")
+	}
+	match := escapeGlob(keyPrefix) + "*"
+	count := func(ctx context.Context, c redis.Cmdable) (int64, error) {
+		var n int64
+		iter := c.Scan(ctx, 0, match, 1000).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		return n, iter.Err()
+	}
+	if cc, ok := f.Redis.(*redis.ClusterClient); ok {
+		var total int64
+		var results = make(chan int64, 64)
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			n, err := count(ctx, m)
+			results <- n
+			return err
+		})
+		close(results)
+		for n := range results {
+			total += n
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bridge: count sessions: %w", err)
+		}
+		return total, nil
+	}
+	n, err := count(ctx, f.Redis)
+	if err != nil {
+		return 0, fmt.Errorf("bridge: count sessions: %w", err)
+	}
+	return n, nil
+}
+
+// escapeGlob escapes the characters SCAN MATCH treats as patterns.
+func escapeGlob(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
