@@ -25,7 +25,7 @@ demo:
 
 ## deps: install what the tests need (as root with apt-get), or say how
 deps:
-	@scripts/deps.sh redis-server redis-sentinel redis-cli chromium
+	@scripts/deps.sh redis-server redis-sentinel redis-cli chromium node npm
 
 ## test: every test, with the race detector, on a real redis-server; the
 ## short load test runs without it (the race detector's 10-30x slowdown
@@ -34,6 +34,7 @@ test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m -skip '^TestLoad$$' $(PKGS)
 	$(GO) test -count=1 -run '^TestLoad$$' -v ./legacyapp/cmd/legacyapp/ | grep -E '^(=== RUN|---|\s+load_test|ok|FAIL|PASS)'
+	cd examples/express-downstream && npm ci --no-audit --no-fund && GO=$(GO) npm test
 
 ## loadtest: 64 concurrent clients against the demo for LOAD_DURATION (default 50s) on a real redis-server
 LOAD_DURATION ?= 50s

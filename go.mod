@@ -33,3 +33,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+ignore ./examples/express-downstream/node_modules

@@ -122,6 +122,13 @@ type Config struct {
 	// plain http. Dangerous: development on localhost only.
 	InsecureDevCookies bool
 
+	// RetireSessions deletes the legacy session from the store and
+	// expires its cookie right after a successful conversion. New refuses
+	// it unless every route is dual or jwt (DefaultMode included): a legacy
+	// route would lose its users. Turning it off again is safe: users log
+	// in again only once their JWT has expired.
+	RetireSessions bool
+
 	// ClaimsFromSession maps session values to claims. Default
 	// DefaultClaims.
 	ClaimsFromSession ClaimsFunc
@@ -186,6 +193,19 @@ func New(cfg Config) (*Bridge, error) {
 	for tmpl, m := range cfg.Routes {
 		if m >= numModes {
 			return nil, fmt.Errorf("bridge: Config.Routes[%q]: invalid %v", tmpl, m)
+		}
+	}
+	if cfg.RetireSessions {
+		if cfg.Sessions == nil {
+			return nil, errors.New("bridge: Config.RetireSessions needs Config.Sessions")
+		}
+		if cfg.DefaultMode == Legacy {
+			return nil, errors.New("bridge: Config.RetireSessions: DefaultMode is legacy; every route must be dual or jwt before sessions are retired (a legacy route would lose its users)")
+		}
+		for tmpl, m := range cfg.Routes {
+			if m == Legacy {
+				return nil, fmt.Errorf("bridge: Config.RetireSessions: route %q is legacy; every route must be dual or jwt before sessions are retired", tmpl)
+			}
 		}
 	}
 	if cfg.RolloutPercent < 0 || cfg.RolloutPercent > 100 {
@@ -378,6 +398,9 @@ func (b *Bridge) SetRolloutPercent(p int) error {
 func (b *Bridge) SetMode(route string, m Mode) error {
 	if m >= numModes {
 		return fmt.Errorf("bridge: invalid mode %v", m)
+	}
+	if m == Legacy && b.cfg.RetireSessions {
+		return fmt.Errorf("bridge: route %q cannot go back to legacy while sessions are retired (Config.RetireSessions)", route)
 	}
 	i := b.routes.add(route)
 	if i == idxOther && route != RouteOther {

@@ -40,11 +40,12 @@ func bearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-// setTokenCookie sets the JWT cookie to tok, living until exp.
-func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time.Time) {
+// setTokenCookie sets the JWT cookie to tok, living until exp. It reports
+// false, setting nothing, when tok has less than a second to live.
+func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time.Time) bool {
 	maxAge := int(exp.Sub(now) / time.Second)
 	if maxAge <= 0 {
-		return
+		return false
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     b.cfg.CookieName,
@@ -56,6 +57,7 @@ func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time
 		SameSite: b.cfg.SameSite,
 	})
 	w.Header().Set("Cache-Control", "no-store")
+	return true
 }
 
 // clearCookie expires the cookie name (set with Path=/ as the bridge and
@@ -70,4 +72,5 @@ func (b *Bridge) clearCookie(w http.ResponseWriter, name string) {
 		Secure:   !b.cfg.InsecureDevCookies,
 		SameSite: b.cfg.SameSite,
 	})
+	w.Header().Set("Cache-Control", "no-store")
 }

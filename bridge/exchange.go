@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 )
 
@@ -40,7 +41,13 @@ func (b *Bridge) CookieExchangeHandler() http.Handler {
 			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: tokenReason(err, ReasonBearerInvalid), Err: err})
 			return
 		}
-		b.setTokenCookie(w, tok, e.exp, b.cfg.Now())
+		if !b.setTokenCookie(w, tok, e.exp, b.cfg.Now()) {
+			// Past exp (within the leeway) or with less than a second
+			// left: no cookie can carry it, and a 204 would say it did.
+			err := fmt.Errorf("%w: token has less than a second to live", ErrTokenExpired)
+			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: ReasonBearerExpired, Err: err})
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 }

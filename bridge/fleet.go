@@ -33,6 +33,7 @@ const DefaultRedisPrefix = "sessionbridge"
 const (
 	fieldRequest   = "q" // q\troute\tmode\tsource
 	fieldConverted = "c" // c\troute
+	fieldRetired   = "t" // t\troute
 	fieldRejection = "r" // r\troute\treason
 	fieldSep       = "\t"
 )
@@ -103,6 +104,9 @@ type flusher struct {
 	sids    map[string]struct{}
 	maxSIDs int
 
+	modesMu    sync.Mutex
+	fleetModes map[string]struct{} // routes whose mode a fleet override set
+
 	flushed      atomic.Uint64 // requests applied in Redis
 	errors       atomic.Uint64 // failed flush attempts
 	droppedSIDs  atomic.Uint64 // session hashes past the buffer's bound
@@ -120,15 +124,16 @@ func newFlusher(b *Bridge) *flusher {
 	}
 	k := newKeys(b.cfg.RedisPrefix)
 	return &flusher{
-		b:        b,
-		rdb:      b.cfg.Redis,
-		keys:     k,
-		instance: instance,
-		seqKey:   k.seq(instance + ":" + hex.EncodeToString(run[:])),
-		ttl:      b.cfg.Retention,
-		baseline: new(counters),
-		sids:     make(map[string]struct{}),
-		maxSIDs:  maxSessionHashes,
+		b:          b,
+		rdb:        b.cfg.Redis,
+		keys:       k,
+		instance:   instance,
+		seqKey:     k.seq(instance + ":" + hex.EncodeToString(run[:])),
+		ttl:        b.cfg.Retention,
+		baseline:   new(counters),
+		sids:       make(map[string]struct{}),
+		maxSIDs:    maxSessionHashes,
+		fleetModes: make(map[string]struct{}),
 	}
 }
 
@@ -180,6 +185,9 @@ func (f *flusher) next(now time.Time) *batch {
 		}
 		if c.conversions[i].Load() != base.conversions[i].Load() {
 			add(fieldConverted+fieldSep+route, &c.conversions[i], &base.conversions[i])
+		}
+		if c.retired[i].Load() != base.retired[i].Load() {
+			add(fieldRetired+fieldSep+route, &c.retired[i], &base.retired[i])
 		}
 		for r := 0; r < int(numReasons); r++ {
 			j := i*int(numReasons) + r
@@ -276,22 +284,29 @@ func (b *Bridge) effectiveModes() map[string]any {
 	return out
 }
 
-// refreshModes applies the run-time mode overrides stored in Redis.
+// refreshModes applies the run-time mode overrides stored in Redis. A
+// fleet override that disappears (ResetMode) returns its route to the
+// configured mode; a route the fleet never overrode keeps whatever
+// Bridge.SetMode set in this process.
 func (b *Bridge) refreshModes(ctx context.Context) error {
 	overrides, err := b.fleet().Modes(ctx)
 	if err != nil {
 		return err
 	}
-	t := b.routes
+	f := b.flusher
+	f.modesMu.Lock()
+	defer f.modesMu.Unlock()
 	for route, m := range overrides {
 		if err := b.SetMode(route, m); err != nil {
 			b.log.Warn("bridge: run-time mode not applied", "route", route, "error", err)
+			continue
 		}
+		f.fleetModes[route] = struct{}{}
 	}
-	n := int(t.n.Load())
-	for i := 0; i < n; i++ {
-		if _, ok := overrides[t.names[i]]; !ok {
-			t.modes[i].Store(noOverride)
+	for route := range f.fleetModes {
+		if _, ok := overrides[route]; !ok {
+			b.ResetMode(route)
+			delete(f.fleetModes, route)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -9,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +74,11 @@ func (t *TrustedIssuer) fill(i int) error {
 	u, err := url.Parse(t.JWKSURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("%s.JWKSURL %q: want an https URL", field, t.JWKSURL)
+	}
+	// Keys fetched over plain http can be swapped by anyone on the path:
+	// http is for a test IdP on this machine only.
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("%s.JWKSURL %q: want an https URL (http only on loopback)", field, t.JWKSURL)
 	}
 	if len(t.Algorithms) == 0 {
 		t.Algorithms = []string{"RS256", "ES256"}
@@ -135,8 +143,10 @@ func (rk *remoteKeys) key(kid, alg string) (any, error) {
 		return nil, fmt.Errorf("unknown kid: %w", err)
 	}
 	key := jwk.Key()
-	if pk, ok := key.(interface{ Public() any }); ok {
-		key = pk.Public()
+	if _, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		// A JWKS publishing private (or symmetric) key material: anyone
+		// can sign with it, so nothing it signs is trusted.
+		return nil, fmt.Errorf("key %s is published with its private part", kid)
 	}
 	pinned := jwk.Marshal().ALG.String()
 	if pinned == "" {
@@ -144,6 +154,9 @@ func (rk *remoteKeys) key(kid, alg string) (any, error) {
 	}
 	if pinned != alg {
 		return nil, fmt.Errorf("key %s is pinned to %s, token says %s", kid, pinned, alg)
+	}
+	if algForKey(key, alg) != alg {
+		return nil, fmt.Errorf("key %s of type %T cannot verify %s", kid, key, alg)
 	}
 	if jwk.Marshal().USE != "" && jwk.Marshal().USE != jwkset.UseSig {
 		return nil, fmt.Errorf("key %s is not for signatures", kid)
@@ -227,6 +240,16 @@ func (s *lastGoodKeys) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) er
 	return s.MemoryJWKSet.KeyReplaceAll(ctx, given)
 }
 
+// isLoopbackHost reports whether host (no port) is localhost or a loopback
+// IP address.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func transportOf(c *http.Client) http.RoundTripper {
 	if c.Transport != nil {
 		return c.Transport
@@ -254,9 +277,11 @@ type cappedBody struct {
 	left int64
 }
 
+var errJWKSTooLarge = errors.New("bridge: JWKS response larger than the cap")
+
 func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, errors.New("bridge: JWKS response larger than the cap")
+	if b.left < 0 {
+		return 0, errJWKSTooLarge
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left+1] // one byte past the cap reveals an oversized body
@@ -264,7 +289,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
 	if b.left < 0 {
-		return n, errors.New("bridge: JWKS response larger than the cap")
+		return n + int(b.left), errJWKSTooLarge // the bytes within the cap
 	}
 	return n, err
 }

@@ -52,6 +52,9 @@ func NewKey(key any) (*Key, error) {
 	k := &Key{}
 	switch key := key.(type) {
 	case *ecdsa.PrivateKey:
+		if key == nil {
+			return nil, errors.New("bridge: nil ECDSA private key")
+		}
 		if err := k.setEC(&key.PublicKey); err != nil {
 			return nil, err
 		}
@@ -61,12 +64,21 @@ func NewKey(key any) (*Key, error) {
 			return nil, err
 		}
 	case ed25519.PrivateKey:
+		if len(key) != ed25519.PrivateKeySize {
+			return nil, fmt.Errorf("bridge: Ed25519 private key has %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+		}
 		k.alg, k.method = "EdDSA", jwt.SigningMethodEdDSA
 		k.sign, k.verify = key, key.Public()
 	case ed25519.PublicKey:
+		if len(key) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("bridge: Ed25519 public key has %d bytes, want %d", len(key), ed25519.PublicKeySize)
+		}
 		k.alg, k.method = "EdDSA", jwt.SigningMethodEdDSA
 		k.verify = key
 	case *rsa.PrivateKey:
+		if key == nil {
+			return nil, errors.New("bridge: nil RSA private key")
+		}
 		if err := k.setRSA(&key.PublicKey); err != nil {
 			return nil, err
 		}
@@ -101,6 +113,9 @@ func NewKey(key any) (*Key, error) {
 }
 
 func (k *Key) setEC(pub *ecdsa.PublicKey) error {
+	if pub == nil || pub.Curve == nil || pub.X == nil || pub.Y == nil {
+		return errors.New("bridge: incomplete ECDSA key")
+	}
 	if pub.Curve != elliptic.P256() {
 		return fmt.Errorf("bridge: ECDSA key on %s, want P-256 (ES256)", pub.Curve.Params().Name)
 	}
@@ -109,6 +124,9 @@ func (k *Key) setEC(pub *ecdsa.PublicKey) error {
 }
 
 func (k *Key) setRSA(pub *rsa.PublicKey) error {
+	if pub == nil || pub.N == nil {
+		return errors.New("bridge: incomplete RSA key")
+	}
 	if pub.N.BitLen() < 2048 {
 		return fmt.Errorf("bridge: RSA key has %d bits, want at least 2048", pub.N.BitLen())
 	}

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -13,25 +12,41 @@ import (
 // instance sharing Config.Redis), and clears both cookies (Path=/) with
 // Clear-Site-Data. Cookies are cleared even when the store cannot be
 // reached; the error then wraps ErrStoreUnavailable and the caller should
-// answer 503.
+// answer 503. Calling it again once the store is back completes the
+// revocation fleet-wide.
 func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
 	now := b.cfg.Now()
-	until := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
-	var errs []error
+	// Every token minted from a session expires by now + TokenTTL: its sid
+	// is denied that long (longer if a presented token lives longer).
+	sidUntil := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
+	var (
+		rs   []revocation
+		errs []error
+		sess *Session
+	)
 	for _, tok := range []string{cookieValue(r, b.cfg.CookieName), bearerOnly(r)} {
 		if tok != "" {
-			errs = append(errs, b.revokeToken(r.Context(), tok, until))
+			rs = append(rs, b.tokenRevocations(tok, sidUntil)...)
 		}
 	}
 	if b.cfg.Sessions != nil && cookieValue(r, b.cfg.Sessions.CookieName()) != "" {
-		sess, err := b.cfg.Sessions.Load(r)
+		s, err := b.cfg.Sessions.Load(r)
 		switch {
 		case err == nil:
-			errs = append(errs, b.revoke(r.Context(), "sid", b.sids.sid(sess.ID), until),
-				b.cfg.Sessions.Delete(r.Context(), sess))
+			sess = s
+			rs = append(rs, revocation{kind: "sid", id: b.sids.sid(s.ID), until: sidUntil})
 		case errors.Is(err, ErrStoreUnavailable):
 			errs = append(errs, err)
 		}
+	}
+	// One round trip for every revocation: with Redis hanging, logout
+	// takes at most the session load plus one FlushTimeout.
+	errs = append(errs, b.revoke(ctx, rs...))
+	if sess != nil {
+		errs = append(errs, b.cfg.Sessions.Delete(ctx, sess))
+	}
+	if b.cfg.Sessions != nil {
 		b.clearCookie(w, b.cfg.Sessions.CookieName())
 	}
 	b.clearCookie(w, b.cfg.CookieName)
@@ -45,22 +60,40 @@ func bearerOnly(r *http.Request) string {
 	return tok
 }
 
-// revokeToken denies a verified token's jti and sid until it could have
-// expired. A token that does not verify needs no revocation.
-func (b *Bridge) revokeToken(ctx context.Context, tok string, until time.Time) error {
+// tokenRevocations returns the revocations of a verified token's jti (until
+// it could have expired) and sid (until sidUntil at least). A token that
+// does not verify needs no revocation; one already revoked (here) is
+// revoked again, so that a logout retried after Redis failed reaches the
+// fleet.
+func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []revocation {
 	e, err := b.verifier.verify(tok)
+	if errors.Is(err, ErrTokenRevoked) {
+		// Verified but denied: check it again without the denylist (and
+		// without the cache), never trusting unverified claims.
+		v := *b.verifier
+		v.revoked, v.cache = newDenylist(), newTokenCache(-1)
+		e, err = v.verify(tok)
+	}
 	if err != nil {
 		return nil
 	}
+	until := sidUntil
 	if e.claims.ExpiresAt != nil {
 		until = e.claims.ExpiresAt.Time.Add(b.cfg.Leeway)
 	}
-	var errs []error
+	var rs []revocation
 	if e.claims.ID != "" {
-		errs = append(errs, b.revoke(ctx, "jti", e.claims.ID, until))
+		rs = append(rs, revocation{kind: "jti", id: e.claims.ID, until: until})
 	}
 	if e.claims.SID != "" {
-		errs = append(errs, b.revoke(ctx, "sid", e.claims.SID, until))
+		rs = append(rs, revocation{kind: "sid", id: e.claims.SID, until: later(until, sidUntil)})
 	}
-	return errors.Join(errs...)
+	return rs
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

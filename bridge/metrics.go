@@ -125,6 +125,7 @@ func (t *routeTable) walk(router *mux.Router) {
 type counters struct {
 	requests    [MaxRoutes * int(numModes) * int(numSources)]atomic.Uint64
 	conversions [MaxRoutes]atomic.Uint64
+	retired     [MaxRoutes]atomic.Uint64
 	rejections  [MaxRoutes * int(numReasons)]atomic.Uint64
 }
 
@@ -145,6 +146,8 @@ type RouteCounts struct {
 	Requests [numModes][numSources]uint64
 	// Conversions counts sessions converted into JWT cookies.
 	Conversions uint64
+	// Retired counts converted sessions deleted (Config.RetireSessions).
+	Retired uint64
 	// Rejections counts refused credentials per reason.
 	Rejections [numReasons]uint64
 }
@@ -175,6 +178,7 @@ func (b *Bridge) Snapshot() []RouteCounts {
 			}
 		}
 		rc.Conversions = c.conversions[i].Load()
+		rc.Retired = c.retired[i].Load()
 		for r := 0; r < int(numReasons); r++ {
 			rc.Rejections[r] = c.rejections[i*int(numReasons)+r].Load()
 		}

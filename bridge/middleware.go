@@ -264,6 +264,23 @@ func (x *exchange) convert(sess *Session, id *Identity) {
 	id.Claims, id.Token, id.ExpiresAt = c, tok, c.ExpiresAt.Time
 	id.Subject, id.Name, id.Roles = c.Subject, c.Name, c.Roles
 	b.counters.conversions[x.route].Add(1)
+	if b.cfg.RetireSessions {
+		x.retire(sess)
+	}
+}
+
+// retire deletes a converted session from the store and expires its
+// cookie: the user now holds a JWT. A store that cannot delete it leaves it
+// to expire on its own.
+func (x *exchange) retire(sess *Session) {
+	b := x.b
+	if err := b.cfg.Sessions.Delete(x.r.Context(), sess); err != nil {
+		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: converted session not retired",
+			slog.String("route", b.routes.names[x.route]), slog.String("error", err.Error()))
+		return
+	}
+	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
+	b.counters.retired[x.route].Add(1)
 }
 
 // nearExpiry reports whether a token is in the last quarter of its life.
@@ -280,11 +297,17 @@ func (x *exchange) nearExpiry(c *Claims) bool {
 // changes nothing: the token is still valid.
 func (x *exchange) refresh(e *cacheEntry) {
 	b := x.b
+	// Only tokens the bridge minted from a session slide with it: a token
+	// of another issuer, or one set from a bearer token, has no session
+	// of ours to follow (and must not turn into the session's user).
+	if e.claims.SID == "" || e.claims.Issuer != b.cfg.Issuer {
+		return
+	}
 	sess, err := b.cfg.Sessions.Load(x.r)
 	switch {
 	case err == nil:
 		sid := b.sids.sid(sess.ID)
-		if e.claims.SID != "" && e.claims.SID != sid {
+		if e.claims.SID != sid {
 			return // another session: it converts on its own
 		}
 		tok, c, err := b.mintFor(sess.Values, sess.TTL, sid, x.now)

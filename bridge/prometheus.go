@@ -11,6 +11,9 @@ var (
 	descConversions = prometheus.NewDesc("sessionbridge_conversions_total",
 		"Legacy sessions converted into JWT cookies, by route.",
 		[]string{"route"}, nil)
+	descRetired = prometheus.NewDesc("sessionbridge_retired_total",
+		"Converted legacy sessions deleted from the store (Config.RetireSessions), by route.",
+		[]string{"route"}, nil)
 	descRejections = prometheus.NewDesc("sessionbridge_rejections_total",
 		"Refused credentials by route and reason.",
 		[]string{"route", "reason"}, nil)
@@ -38,6 +41,7 @@ type collector struct{ b *Bridge }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRequests
 	ch <- descConversions
+	ch <- descRetired
 	ch <- descRejections
 	if c.b.flusher != nil {
 		ch <- descFlushed
@@ -60,6 +64,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if rc.Conversions > 0 {
 			ch <- prometheus.MustNewConstMetric(descConversions, prometheus.CounterValue, float64(rc.Conversions), rc.Route)
+		}
+		if rc.Retired > 0 {
+			ch <- prometheus.MustNewConstMetric(descRetired, prometheus.CounterValue, float64(rc.Retired), rc.Route)
 		}
 		for r, n := range rc.Rejections {
 			if n > 0 {

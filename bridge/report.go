@@ -69,6 +69,8 @@ func (c SourceCounts) SessionShare() float64 {
 type Totals struct {
 	SourceCounts
 	Converted uint64 `json:"converted"`
+	// Retired counts converted sessions deleted (Config.RetireSessions).
+	Retired uint64 `json:"retired"`
 }
 
 // HourCounts are one route's counts in one hour.
@@ -83,6 +85,7 @@ type RouteReport struct {
 	Mode         string       `json:"mode"`
 	Counts       SourceCounts `json:"counts"`
 	Converted    uint64       `json:"converted"`
+	Retired      uint64       `json:"retired"`
 	SessionShare float64      `json:"session_share"`
 
 	// Rejections by reason, Hourly counts (oldest first, one per hour of
@@ -195,6 +198,8 @@ func (f *Fleet) Report(ctx context.Context, now, since time.Time, modes map[stri
 				r.Hourly[i].Counts.add(s, n)
 			case parts[0] == fieldConverted && len(parts) == 2:
 				route(parts[1]).Converted += n
+			case parts[0] == fieldRetired && len(parts) == 2:
+				route(parts[1]).Retired += n
 			case parts[0] == fieldRejection && len(parts) == 3:
 				route(parts[1]).Rejections[parts[2]] += n
 			}
@@ -224,6 +229,7 @@ func (f *Fleet) Report(ctx context.Context, now, since time.Time, modes map[stri
 		rep.Totals.add(SourceAnonymous, r.Counts.Anonymous)
 		rep.Totals.add(SourceRejected, r.Counts.Rejected)
 		rep.Totals.Converted += r.Converted
+		rep.Totals.Retired += r.Retired
 		rep.Routes = append(rep.Routes, *r)
 	}
 	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })

@@ -23,24 +23,70 @@ import (
 // revocation.
 const RevocationResync = time.Second
 
+// revocationSlack is how long the revocation set outlives its latest
+// entry in Redis (clock differences between instances).
+const revocationSlack = time.Hour
+
 func (k keys) revoked() string { return k.p + ":revoked" }
 
-// revoke denies a jti or sid (kind "jti" or "sid") until the given time,
-// here at once and on every instance through Redis.
-func (b *Bridge) revoke(ctx context.Context, kind, id string, until time.Time) error {
-	b.revokeLocal(kind, id, until)
+// revocation denies a jti or sid (kind "jti" or "sid") until a time.
+type revocation struct {
+	kind, id string
+	until    time.Time
+}
+
+// revokeScript adds revocations to the set atomically: expired members
+// go, a member's time only ever grows (a shorter revocation never
+// shortens a longer one), and the set lives as long as its latest member.
+// A script rather than ZADD GT and EXPIRE GT, which need Redis 6.2 and 7.
+// KEYS[1] the set; ARGV[1] now (Unix), ARGV[2] slack (seconds), then
+// pairs of until (Unix) and member.
+var revokeScript = redis.NewScript(`
+local key = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+for i = 3, #ARGV, 2 do
+	local old = redis.call('ZSCORE', key, ARGV[i+1])
+	if (not old) or tonumber(old) < tonumber(ARGV[i]) then
+		redis.call('ZADD', key, ARGV[i], ARGV[i+1])
+	end
+end
+local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+if top[2] then
+	redis.call('EXPIREAT', key, string.format('%d', tonumber(top[2]) + tonumber(ARGV[2])))
+end
+return 0
+`)
+
+// revoke denies the given jtis and sids here at once and, in one round
+// trip bounded by FlushTimeout, on every instance through Redis. The local
+// denial stands even when Redis cannot be reached (the error then wraps
+// ErrStoreUnavailable).
+func (b *Bridge) revoke(ctx context.Context, rs ...revocation) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	now := b.cfg.Now()
+	for _, r := range rs {
+		b.revokeLocal(r.kind, r.id, r.until)
+	}
+	// Entries past their time are dropped here too, so that the denylist
+	// of an instance that does not run the resync stays bounded.
+	b.revoked.forget(now)
 	if b.cfg.Redis == nil {
 		return nil
 	}
-	member := kind + ":" + id
 	k := newKeys(b.cfg.RedisPrefix)
+	args := []any{now.Unix(), int64(revocationSlack / time.Second)}
+	for _, r := range rs {
+		args = append(args, r.until.Unix(), r.kind+":"+r.id)
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.FlushTimeout)
 	defer cancel()
 	_, err := b.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, k.revoked(), redis.Z{Score: float64(until.Unix()), Member: member})
-		p.ZRemRangeByScore(ctx, k.revoked(), "-inf", strconv.FormatInt(b.cfg.Now().Unix(), 10))
-		p.Expire(ctx, k.revoked(), b.cfg.TokenTTL+b.cfg.Leeway+time.Hour)
-		p.Publish(ctx, k.revoked(), member+" "+strconv.FormatInt(until.Unix(), 10))
+		revokeScript.Eval(ctx, p, []string{k.revoked()}, args...)
+		for _, r := range rs {
+			p.Publish(ctx, k.revoked(), r.kind+":"+r.id+" "+strconv.FormatInt(r.until.Unix(), 10))
+		}
 		return nil
 	})
 	if err != nil {
@@ -49,17 +95,36 @@ func (b *Bridge) revoke(ctx context.Context, kind, id string, until time.Time) e
 	return nil
 }
 
+// revokeLocal denies a jti or sid in this instance's denylist until the
+// given time, or longer if it already was.
 func (b *Bridge) revokeLocal(kind, id string, until time.Time) {
-	switch kind {
-	case "jti":
-		b.revoked.addJTI(id, until)
-	case "sid":
-		b.revoked.addSID(id, until)
-	}
+	b.revoked.extend(kind, id, until)
 	// Cached tokens need no purge: every cache hit checks the denylist.
 }
 
-// applyRevocation applies a "kind:id unix" message or set member.
+// extend denies a jti or sid (kind "jti" or "sid") until the given time,
+// never shortening an existing denial.
+func (d *denylist) extend(kind, id string, until time.Time) {
+	if id == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var m map[string]time.Time
+	switch kind {
+	case "jti":
+		m = d.jtis
+	case "sid":
+		m = d.sids
+	default:
+		return
+	}
+	if old, ok := m[id]; !ok || old.Before(until) {
+		m[id] = until
+	}
+}
+
+// applyRevocation applies a "kind:id" message or set member.
 func (b *Bridge) applyRevocation(member string, until time.Time) {
 	kind, id, ok := strings.Cut(member, ":")
 	if ok && id != "" {
@@ -105,22 +170,12 @@ func (b *Bridge) resyncRevocations(ctx context.Context, k keys) {
 	}).Result()
 	if err != nil {
 		b.log.LogAttrs(ctx, slog.LevelDebug, "bridge: revocations not resynced", slog.String("error", err.Error()))
+		b.revoked.forget(now)
 		return
 	}
 	for _, z := range zs {
 		member, _ := z.Member.(string)
-		kind, id, ok := strings.Cut(member, ":")
-		if !ok || b.revoked.has(only(kind, "jti", id), only(kind, "sid", id)) {
-			continue
-		}
 		b.applyRevocation(member, time.Unix(int64(z.Score), 0))
 	}
 	b.revoked.forget(now)
-}
-
-func only(kind, want, id string) string {
-	if kind == want {
-		return id
-	}
-	return ""
 }

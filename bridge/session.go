@@ -61,6 +61,11 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 	if err != nil || c.Value == "" {
 		return nil, ErrNoSession
 	}
+	// securecookie reports an oversized value with a plain error, which
+	// would read as the store failing: refuse it here, before any I/O.
+	if len(c.Value) > maxCookieSize {
+		return nil, fmt.Errorf("%w: %d bytes", ErrSessionInvalid, len(c.Value))
+	}
 	sess, err := s.store.Get(r, s.name)
 	if err != nil {
 		var scErr securecookie.Error
@@ -68,6 +73,12 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 			return nil, fmt.Errorf("%w: %w", ErrSessionInvalid, err)
 		}
 		if errors.Is(err, redisstore.ErrUnregisteredType) {
+			return nil, fmt.Errorf("%w: %w", ErrSessionUndecodable, err)
+		}
+		// bridge/redisstore fails only to reach Redis (ErrUnavailable),
+		// to verify the cookie or to decode the values: the rest is
+		// data it cannot decode, which no retry will fix.
+		if _, ok := s.store.(*redisstore.Store); ok && !errors.Is(err, redisstore.ErrUnavailable) {
 			return nil, fmt.Errorf("%w: %w", ErrSessionUndecodable, err)
 		}
 		// Anything else may be the store failing: never treat it as

@@ -32,8 +32,10 @@ type issuer struct {
 
 // forbiddenHeaders name keys or key locations inside the token, which the
 // bridge never trusts or fetches; crit asks for extensions it does not
-// implement (RFC 7515 §4.1.11).
-var forbiddenHeaders = [...]string{"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256", "crit"}
+// implement (RFC 7515 §4.1.11). The certificate thumbprints x5t and
+// x5t#S256 are mere hints, never used to find a key, and some IdPs
+// (Microsoft Entra ID) send them in every token: they are ignored.
+var forbiddenHeaders = [...]string{"jku", "x5u", "jwk", "x5c", "crit"}
 
 // verifier checks tokens: size and charset first, then forbidden headers,
 // the issuer's pinned key and algorithm, the signature (strict base64), and
@@ -134,7 +136,10 @@ func (v *verifier) verify(tok string) (*cacheEntry, error) {
 		if iss == nil {
 			return nil, fmt.Errorf("issuer %q is not trusted", claims.Issuer)
 		}
-		kid, _ := t.Header["kid"].(string)
+		kid, ok := t.Header["kid"].(string)
+		if _, present := t.Header["kid"]; present && (!ok || kid == "") {
+			return nil, errors.New("header kid is not a non-empty string")
+		}
 		return iss.key(kid, t.Method.Alg())
 	})
 	if err != nil {

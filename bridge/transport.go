@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,9 @@ const DownstreamTokenTTL = time.Minute
 // (Authorization: Bearer), since cookies do not flow to downstream
 // services. A session-authenticated request that holds no token gets a
 // short-lived one minted from its session. Requests that already carry an
-// Authorization header, or whose context has no identity, pass unchanged.
+// Authorization header, or whose context has no identity, pass unchanged;
+// so do redirects to another host or from https to http (as net/http
+// drops Authorization there, the token does not follow them).
 // base nil means http.DefaultTransport.
 func (b *Bridge) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
@@ -29,7 +32,7 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Authorization") != "" {
+	if r.Header.Get("Authorization") != "" || !sameOriginRedirect(r) {
 		return t.base.RoundTrip(r)
 	}
 	id, ok := IdentityFrom(r.Context())
@@ -41,6 +44,10 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		var err error
 		tok, err = t.b.mintDownstream(id)
 		if err != nil {
+			// A RoundTripper closes the request body, even on error.
+			if r.Body != nil {
+				_ = r.Body.Close()
+			}
 			return nil, err
 		}
 	}
@@ -50,6 +57,27 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+tok)
 	return t.base.RoundTrip(r)
+}
+
+// sameOriginRedirect reports whether r is a first request, or a redirect
+// that stays on the first request's host without leaving https: the only
+// requests the token may be added to. http.Client sends a redirect
+// through the transport again, with r.Response set.
+func sameOriginRedirect(r *http.Request) bool {
+	first := r
+	for i := 0; first.Response != nil && first.Response.Request != nil && i < 100; i++ {
+		first = first.Response.Request
+	}
+	if first == r {
+		return true
+	}
+	if first.URL == nil || r.URL == nil {
+		return false
+	}
+	if strings.EqualFold(first.URL.Scheme, "https") && !strings.EqualFold(r.URL.Scheme, "https") {
+		return false
+	}
+	return strings.EqualFold(first.URL.Host, r.URL.Host)
 }
 
 // mintDownstream mints a short-lived token for a session identity.

@@ -107,6 +107,13 @@ func bridgeConfig(getenv func(string) string, addr string, logger *slog.Logger) 
 		}
 		cfg.FlushInterval = d
 	}
+	switch s := getenv("BRIDGE_RETIRE_SESSIONS"); s {
+	case "", "0", "false":
+	case "1", "true":
+		cfg.RetireSessions = true
+	default:
+		return cfg, 0, fmt.Errorf("BRIDGE_RETIRE_SESSIONS %q: want 1 or unset", s)
+	}
 	switch s := getenv("BRIDGE_INSECURE_COOKIES"); s {
 	case "", "0", "false":
 	case "1", "true":

@@ -1,0 +1,121 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/mux"
+	"github.com/gorilla/sessions"
+
+	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/redistest"
+)
+
+func TestRetireSessionsRefusedWithLegacyRoutes(t *testing.T) {
+	key, _ := GenerateKey()
+	src := StoreSource(sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef")), "session")
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"default legacy", Config{Routes: Routes{"/a": Dual}}, "DefaultMode is legacy"},
+		{"a legacy route", Config{DefaultMode: Dual, Routes: Routes{"/a": Legacy}}, `route "/a" is legacy`},
+		{"no sessions", Config{DefaultMode: Dual}, "needs Config.Sessions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.SigningKey, cfg.Issuer, cfg.Audience, cfg.RetireSessions = key, "https://app", "app", true
+			if tt.name != "no sessions" {
+				cfg.Sessions = src
+			}
+			_, err := New(cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetireSessions(t *testing.T) {
+	srv := redistest.New(t)
+	ctx := context.Background()
+	hash := []byte("0123456789abcdef0123456789abcdef")
+	store, err := redisstore.New(redisstore.Config{Client: srv.Client(), KeyPairs: [][]byte{hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := GenerateKey()
+	r := mux.NewRouter()
+	r.HandleFunc("/api/me", func(w http.ResponseWriter, r *http.Request) {
+		id, _ := IdentityFrom(r.Context())
+		_, _ = w.Write([]byte(id.Source.String()))
+	})
+	b, err := New(Config{
+		Sessions: StoreSource(store, "session"), SigningKey: key, Issuer: "https://app", Audience: "app",
+		Router: r, DefaultMode: Dual, RetireSessions: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Use(b.Middleware)
+
+	// A legacy login.
+	req := httptest.NewRequest("POST", "/login", nil)
+	rec := httptest.NewRecorder()
+	s, _ := store.New(req, "session")
+	s.Values["user_id"] = "1"
+	if err := s.Save(req, rec); err != nil {
+		t.Fatal(err)
+	}
+	legacy := rec.Result().Cookies()[0]
+	if n := srv.Client().Exists(ctx, store.Key(s.ID)).Val(); n != 1 {
+		t.Fatalf("session key: got %d, want 1", n)
+	}
+
+	req = httptest.NewRequest("GET", "/api/me", nil)
+	req.AddCookie(legacy)
+	rec = httptest.NewRecorder()
+	r.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "session" {
+		t.Fatalf("conversion request: got %d %q, want 200 session", rec.Code, rec.Body.String())
+	}
+	var token *http.Cookie
+	var expired bool
+	for _, c := range rec.Result().Cookies() {
+		switch c.Name {
+		case "id_token":
+			token = c
+		case "session":
+			expired = c.MaxAge < 0 && c.Path == "/"
+		}
+	}
+	if token == nil || !expired {
+		t.Fatalf("cookies: token %v, legacy cookie expired %v; want a token and the legacy cookie expired", token, expired)
+	}
+	if n := srv.Client().Exists(ctx, store.Key(s.ID)).Val(); n != 0 {
+		t.Errorf("session key after retirement: got %d, want 0", n)
+	}
+	// The user stays logged in with the JWT.
+	req = httptest.NewRequest("GET", "/api/me", nil)
+	req.AddCookie(token)
+	rec = httptest.NewRecorder()
+	r.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "jwt_cookie" {
+		t.Errorf("after retirement: got %d %q, want 200 jwt_cookie", rec.Code, rec.Body.String())
+	}
+	var retired uint64
+	for _, rc := range b.Snapshot() {
+		retired += rc.Retired
+	}
+	if retired != 1 {
+		t.Errorf("retired: got %d, want 1", retired)
+	}
+	if err := b.SetMode("/api/me", Legacy); err == nil {
+		t.Errorf("SetMode legacy while retiring: got nil, want an error")
+	}
+}
