@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,10 @@ type Config struct {
 	Router *mux.Router
 	// Routes sets the mode of routes by mux path template.
 	Routes Routes
+	// PublicRoutes are path templates that need no credentials (the login
+	// page, health checks, the JWKS): they always run in legacy mode, so
+	// they never refuse anyone, and they do not hold back RetireSessions.
+	PublicRoutes []string
 	// DefaultMode is the mode of routes not in Routes. Default Legacy.
 	DefaultMode Mode
 
@@ -133,8 +138,10 @@ type Config struct {
 	// DefaultClaims.
 	ClaimsFromSession ClaimsFunc
 	// SIDKey keys the hash of session IDs put in tokens as sid and used
-	// for the rollout. Instances of one fleet must share it. Default:
-	// derived from the signing key.
+	// for the rollout. Instances of one fleet must share it, and it should
+	// outlive signing-key rotations (a new SIDKey reshuffles the rollout
+	// and stops logout from revoking older tokens by sid). Default: derived
+	// from the signing key, which is only right until the first rotation.
 	SIDKey []byte
 
 	// CrossOrigin checks unsafe requests authenticated by a cookie.
@@ -195,6 +202,19 @@ func New(cfg Config) (*Bridge, error) {
 			return nil, fmt.Errorf("bridge: Config.Routes[%q]: invalid %v", tmpl, m)
 		}
 	}
+	if len(cfg.PublicRoutes) > 0 {
+		routes := make(Routes, len(cfg.Routes)+len(cfg.PublicRoutes))
+		for tmpl, m := range cfg.Routes {
+			routes[tmpl] = m
+		}
+		for _, tmpl := range cfg.PublicRoutes {
+			if m, ok := cfg.Routes[tmpl]; ok && m != Legacy {
+				return nil, fmt.Errorf("bridge: Config.PublicRoutes: %q is also in Config.Routes as %v", tmpl, m)
+			}
+			routes[tmpl] = Legacy
+		}
+		cfg.Routes = routes
+	}
 	if cfg.RetireSessions {
 		if cfg.Sessions == nil {
 			return nil, errors.New("bridge: Config.RetireSessions needs Config.Sessions")
@@ -203,8 +223,8 @@ func New(cfg Config) (*Bridge, error) {
 			return nil, errors.New("bridge: Config.RetireSessions: DefaultMode is legacy; every route must be dual or jwt before sessions are retired (a legacy route would lose its users)")
 		}
 		for tmpl, m := range cfg.Routes {
-			if m == Legacy {
-				return nil, fmt.Errorf("bridge: Config.RetireSessions: route %q is legacy; every route must be dual or jwt before sessions are retired", tmpl)
+			if m == Legacy && !slices.Contains(cfg.PublicRoutes, tmpl) {
+				return nil, fmt.Errorf("bridge: Config.RetireSessions: route %q is legacy; every route must be dual or jwt (or public) before sessions are retired", tmpl)
 			}
 		}
 	}
@@ -399,7 +419,10 @@ func (b *Bridge) SetMode(route string, m Mode) error {
 	if m >= numModes {
 		return fmt.Errorf("bridge: invalid mode %v", m)
 	}
-	if m == Legacy && b.cfg.RetireSessions {
+	if slices.Contains(b.cfg.PublicRoutes, route) && m != Legacy {
+		return fmt.Errorf("bridge: route %q is public (Config.PublicRoutes): it stays legacy", route)
+	}
+	if m == Legacy && b.cfg.RetireSessions && !slices.Contains(b.cfg.PublicRoutes, route) {
 		return fmt.Errorf("bridge: route %q cannot go back to legacy while sessions are retired (Config.RetireSessions)", route)
 	}
 	i := b.routes.add(route)

@@ -123,6 +123,7 @@ type routeView struct {
 	Mode       string
 	Counts     SourceCounts
 	Converted  uint64
+	Retired    uint64
 	Share      shareView
 	Rejections []reasonView
 	More       []reasonView // beyond the top ones
@@ -178,6 +179,7 @@ func newDashboardView(rep *Report, since string) dashboardView {
 			Mode:      r.Mode,
 			Counts:    r.Counts,
 			Converted: r.Converted,
+			Retired:   r.Retired,
 			Share:     newShareView(r.Counts),
 			Trend:     newTrendView(r.Hourly),
 			Ready:     r.ReadyToSwitch,

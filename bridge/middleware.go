@@ -179,7 +179,10 @@ func (x *exchange) authenticate() (*Identity, bool) {
 	}
 
 	if id != nil {
-		if cookieEntry != nil && x.mode == Dual && sessionCookie && x.nearExpiry(cookieEntry.claims) {
+		switch {
+		case cookieEntry != nil && sessionCookie && b.cfg.RetireSessions:
+			x.retireBehindToken(cookieEntry)
+		case cookieEntry != nil && x.mode == Dual && sessionCookie && x.nearExpiry(cookieEntry.claims):
 			x.refresh(cookieEntry)
 		}
 		return id, true
@@ -198,12 +201,15 @@ func (x *exchange) authenticate() (*Identity, bool) {
 		return nil, x.sessionFailed(err)
 	}
 	sid := b.sids.sid(sess.ID)
-	id = &Identity{Source: SourceSession, Session: sess.Values, sid: sid}
+	c, err := b.cfg.ClaimsFromSession(sess.Values)
+	if err != nil || c.Subject == "" {
+		// A guest session (a cart before login): it authenticates nobody.
+		return nil, true
+	}
+	id = &Identity{Source: SourceSession, Session: sess.Values, sid: sid,
+		Subject: c.Subject, Name: c.Name, Roles: c.Roles}
 	if b.flusher != nil {
 		b.flusher.observeSession(sid)
-	}
-	if c, err := b.cfg.ClaimsFromSession(sess.Values); err == nil {
-		id.Subject, id.Name, id.Roles = c.Subject, c.Name, c.Roles
 	}
 	if x.mode == Dual && b.sids.inRollout(sess.ID, int(b.rollout.Load())) {
 		x.convert(sess, id)
@@ -281,6 +287,28 @@ func (x *exchange) retire(sess *Session) {
 	}
 	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
 	b.counters.retired[x.route].Add(1)
+}
+
+// retireBehindToken retires the legacy session still sent alongside a
+// valid JWT cookie (a user converted before retirement was turned on):
+// once per browser, since its cookie is expired here. The session is
+// deleted only when the token was minted from it (same sid; never for a
+// token without sid, such as an IdP's); the cookie is expired in any case:
+// with retirement on, the JWT is the credential. A
+// store that cannot answer changes nothing, to try again later.
+func (x *exchange) retireBehindToken(e *cacheEntry) {
+	b := x.b
+	sess, err := b.cfg.Sessions.Load(x.r)
+	switch {
+	case err == nil:
+		if e.claims.SID != "" && e.claims.SID == b.sids.sid(sess.ID) {
+			x.retire(sess)
+			return
+		}
+	case errors.Is(err, ErrStoreUnavailable):
+		return
+	}
+	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
 }
 
 // nearExpiry reports whether a token is in the last quarter of its life.

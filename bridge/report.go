@@ -70,7 +70,7 @@ type Totals struct {
 	SourceCounts
 	Converted uint64 `json:"converted"`
 	// Retired counts converted sessions deleted (Config.RetireSessions).
-	Retired uint64 `json:"retired"`
+	Retired uint64 `json:"retired,omitempty"`
 }
 
 // HourCounts are one route's counts in one hour.
@@ -85,7 +85,7 @@ type RouteReport struct {
 	Mode         string       `json:"mode"`
 	Counts       SourceCounts `json:"counts"`
 	Converted    uint64       `json:"converted"`
-	Retired      uint64       `json:"retired"`
+	Retired      uint64       `json:"retired,omitempty"`
 	SessionShare float64      `json:"session_share"`
 
 	// Rejections by reason, Hourly counts (oldest first, one per hour of

@@ -43,8 +43,14 @@ type Config struct {
 	// CurrentUser identifies the caller of the JSON API. It returns an
 	// error wrapping ErrUnauthenticated (401) or ErrUnavailable (503);
 	// any other error answers 500. Default: App.SessionUser, which reads
-	// the session. The HTML pages do not use it: they read the session.
+	// the session. The HTML pages use it too once they are migrated.
 	CurrentUser func(r *http.Request) (Principal, error)
+
+	// Carts, when set, migrates the HTML pages: they identify the user
+	// through CurrentUser instead of reading the session, and keep carts
+	// here by user ID (RedisCarts) instead of in the session. Nil: the
+	// legacy pages.
+	Carts CartStore
 }
 
 // App is the legacy monolith. It is safe for concurrent use.
@@ -55,6 +61,7 @@ type App struct {
 	users       userDirectory
 	orders      map[string][]Order // by user ID
 	currentUser func(r *http.Request) (Principal, error)
+	carts       CartStore // nil: legacy pages with the cart in the session
 	pages       map[string]*template.Template
 }
 
@@ -70,6 +77,7 @@ func New(cfg Config) (*App, error) {
 		log:         cfg.Logger,
 		orders:      demoOrders(),
 		currentUser: cfg.CurrentUser,
+		carts:       cfg.Carts,
 	}
 	if a.sessionName == "" {
 		a.sessionName = DefaultSessionName

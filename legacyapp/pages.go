@@ -16,7 +16,9 @@ import (
 )
 
 // The HTML pages are the legacy part of the app: they read the session
-// directly from the store.
+// directly from the store, until they are migrated (Config.Carts set): then
+// they identify the user through CurrentUser, like the API, and keep carts
+// by user outside the session.
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -49,7 +51,7 @@ func parsePages() (map[string]*template.Template, error) {
 }
 
 func (a *App) profile(w http.ResponseWriter, r *http.Request) {
-	_, p, ok := a.pageSession(w, r)
+	_, p, ok := a.pageUser(w, r)
 	if !ok {
 		return
 	}
@@ -57,16 +59,53 @@ func (a *App) profile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) cart(w http.ResponseWriter, r *http.Request) {
-	s, p, ok := a.pageSession(w, r)
+	s, p, ok := a.pageUser(w, r)
 	if !ok {
 		return
 	}
-	a.render(w, r, http.StatusOK, "cart", pageData{User: p, Cart: stringsValue(s.Values[keyCart])})
+	cart, err := a.cartOf(r, s, p)
+	if err != nil {
+		a.saveFailed(w, r, "cart: read", err)
+		return
+	}
+	a.render(w, r, http.StatusOK, "cart", pageData{User: p, Cart: cart})
 }
 
-// addCartItem appends the form's item to the session's cart.
+// cartOf returns the user's cart: from the cart store once the pages are
+// migrated, from the session before.
+func (a *App) cartOf(r *http.Request, s *sessions.Session, p Principal) ([]string, error) {
+	if a.carts != nil {
+		return a.carts.Items(r.Context(), p.UserID)
+	}
+	return slices.Clone(stringsValue(s.Values[keyCart])), nil
+}
+
+// pageUser identifies the user of a page: through CurrentUser once the
+// pages are migrated (Config.Carts set; the session is nil then), else
+// from the session. It redirects to /login or answers 503 and returns false
+// when it cannot.
+func (a *App) pageUser(w http.ResponseWriter, r *http.Request) (*sessions.Session, Principal, bool) {
+	if a.carts == nil {
+		return a.pageSession(w, r)
+	}
+	p, err := a.currentUser(r)
+	switch {
+	case err == nil:
+		return nil, p, true
+	case errors.Is(err, ErrUnavailable), errors.Is(err, redisstore.ErrUnavailable):
+		a.unavailable(w, r, err)
+	case errors.Is(err, ErrUnauthenticated):
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+	default:
+		a.log.ErrorContext(r.Context(), "identify page user", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+	}
+	return nil, Principal{}, false
+}
+
+// addCartItem appends the form's item to the user's cart.
 func (a *App) addCartItem(w http.ResponseWriter, r *http.Request) {
-	s, p, ok := a.pageSession(w, r)
+	s, p, ok := a.pageUser(w, r)
 	if !ok {
 		return
 	}
@@ -75,7 +114,11 @@ func (a *App) addCartItem(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
-	cart := slices.Clone(stringsValue(s.Values[keyCart]))
+	cart, err := a.cartOf(r, s, p)
+	if err != nil {
+		a.saveFailed(w, r, "cart: read", err)
+		return
+	}
 	item := strings.TrimSpace(r.PostForm.Get("item"))
 	var problem string
 	switch {
@@ -90,9 +133,14 @@ func (a *App) addCartItem(w http.ResponseWriter, r *http.Request) {
 		a.render(w, r, http.StatusBadRequest, "cart", pageData{User: p, Cart: cart, Error: problem})
 		return
 	}
-	s.Values[keyCart] = append(cart, item)
-	if err := a.store.Save(r, w, s); err != nil {
-		a.saveFailed(w, r, "cart: save session", err)
+	if a.carts != nil {
+		err = a.carts.Add(r.Context(), p.UserID, item)
+	} else {
+		s.Values[keyCart] = append(cart, item)
+		err = a.store.Save(r, w, s)
+	}
+	if err != nil {
+		a.saveFailed(w, r, "cart: save", err)
 		return
 	}
 	http.Redirect(w, r, "/cart", http.StatusSeeOther)
@@ -154,9 +202,9 @@ func (a *App) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	http.Error(w, "The session store is unavailable; please retry in a moment.", http.StatusServiceUnavailable)
 }
 
-// saveFailed answers a failure to save or delete a session.
+// saveFailed answers a failure to read or save a session or cart.
 func (a *App) saveFailed(w http.ResponseWriter, r *http.Request, msg string, err error) {
-	if errors.Is(err, redisstore.ErrUnavailable) {
+	if errors.Is(err, redisstore.ErrUnavailable) || errors.Is(err, ErrUnavailable) {
 		a.unavailable(w, r, err)
 		return
 	}

@@ -54,8 +54,13 @@ var DemoUsers = []Credential{{"alice", "alice-password"}, {"bob", "bob-password"
 
 // Config configures a run.
 type Config struct {
-	// BaseURL of the demo, e.g. http://127.0.0.1:8080. Required.
+	// BaseURL of the demo, e.g. http://127.0.0.1:8080. Required unless
+	// BaseURLs is set.
 	BaseURL string
+	// BaseURLs are several instances of the demo behind one host name (as
+	// behind a load balancer): requests go round-robin to them, and cookies
+	// are shared (they do not depend on the port).
+	BaseURLs []string
 	// Users to log in as. Default DemoUsers.
 	Users []Credential
 	// Mix of user kinds. Default DefaultMix.
@@ -129,14 +134,20 @@ func (t *Tally) ServerErrors() int {
 	return n
 }
 
-// Run simulates users until cfg.Duration passes (requests in flight then
-// finish) or ctx ends (they are abandoned), and returns the tally.
-func Run(ctx context.Context, cfg Config) (*Tally, error) {
-	if cfg.BaseURL == "" {
-		return nil, errors.New("traffic: Config.BaseURL is required")
+// Simulator is a population of simulated users that keep their cookie
+// jars and tokens across runs, as real users do across deploys.
+type Simulator struct {
+	cfg   Config
+	users []*user
+}
+
+// New returns a simulator for cfg (Duration is not needed).
+func New(cfg Config) (*Simulator, error) {
+	if cfg.BaseURL != "" {
+		cfg.BaseURLs = append([]string{cfg.BaseURL}, cfg.BaseURLs...)
 	}
-	if cfg.Duration <= 0 {
-		return nil, errors.New("traffic: Config.Duration is required")
+	if len(cfg.BaseURLs) == 0 {
+		return nil, errors.New("traffic: Config.BaseURL or BaseURLs is required")
 	}
 	if len(cfg.Users) == 0 {
 		cfg.Users = DemoUsers
@@ -153,9 +164,33 @@ func Run(ctx context.Context, cfg Config) (*Tally, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
+	s := &Simulator{cfg: cfg}
+	for w := 0; w < cfg.Workers; w++ {
+		s.users = append(s.users, newUser(cfg, w))
+	}
+	return s, nil
+}
+
+// Run simulates users until cfg.Duration passes (requests in flight then
+// finish) or ctx ends (they are abandoned), and returns the tally.
+func Run(ctx context.Context, cfg Config) (*Tally, error) {
+	if cfg.Duration <= 0 {
+		return nil, errors.New("traffic: Config.Duration is required")
+	}
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.Run(ctx, cfg.Duration)
+}
+
+// Run lets every user act for d (or ctx's end) and returns what was sent
+// in this run.
+func (s *Simulator) Run(ctx context.Context, d time.Duration) (*Tally, error) {
+	cfg := s.cfg
 	// Workers stop starting requests at the deadline but let the ones in
 	// flight finish, so that the tally counts exactly what was served.
-	deadline := time.Now().Add(cfg.Duration)
+	deadline := time.Now().Add(d)
 	var tick <-chan time.Time
 	if cfg.Rate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -164,11 +199,11 @@ func Run(ctx context.Context, cfg Config) (*Tally, error) {
 	}
 	tally := newTally()
 	var wg sync.WaitGroup
-	for w := 0; w < cfg.Workers; w++ {
+	for _, u := range s.users {
 		wg.Add(1)
-		go func(w int) {
+		go func(u *user) {
 			defer wg.Done()
-			u := newUser(cfg, w, tally)
+			u.tally = tally
 			defer u.client.CloseIdleConnections()
 			for n := 0; cfg.Requests <= 0 || n < cfg.Requests; n++ {
 				if tick != nil {
@@ -183,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (*Tally, error) {
 				}
 				u.step(ctx)
 			}
-		}(w)
+		}(u)
 	}
 	wg.Wait()
 	return tally, nil
@@ -200,9 +235,10 @@ type user struct {
 	tally    *Tally
 	loggedIn bool
 	token    string // API clients: the bearer token
+	n        int    // requests sent, for the round-robin over BaseURLs
 }
 
-func newUser(cfg Config, w int, tally *Tally) *user {
+func newUser(cfg Config, w int) *user {
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(w)))
 	total := 0
 	for _, v := range cfg.Mix {
@@ -218,7 +254,7 @@ func newUser(cfg Config, w int, tally *Tally) *user {
 	}
 	jar, _ := cookiejar.New(nil)
 	return &user{
-		cfg: cfg, kind: kind, cred: cfg.Users[w%len(cfg.Users)], rng: rng, jar: jar, tally: tally,
+		cfg: cfg, kind: kind, cred: cfg.Users[w%len(cfg.Users)], rng: rng, jar: jar,
 		client: &http.Client{
 			Jar:     jar,
 			Timeout: cfg.Timeout,
@@ -283,7 +319,7 @@ func (u *user) callAPI(ctx context.Context) {
 			return
 		}
 		u.do(ctx, http.MethodGet, page{"/api/me", "/api/me"}, nil, "", "session_or_jwt_cookie")
-		base, _ := url.Parse(u.cfg.BaseURL)
+		base, _ := url.Parse(u.cfg.BaseURLs[0])
 		for _, c := range u.jar.Cookies(base) {
 			if c.Name == "id_token" {
 				u.token = c.Value
@@ -310,8 +346,14 @@ func (u *user) forge(ctx context.Context) {
 	u.doCookie(ctx, req, &http.Cookie{Name: "session", Value: "MTcwMDAwMDAwMHxmb3JnZWR8AAAA"}, "rejected")
 }
 
+// base returns the instance for the next request.
+func (u *user) base() string {
+	u.n++
+	return u.cfg.BaseURLs[u.n%len(u.cfg.BaseURLs)]
+}
+
 func (u *user) do(ctx context.Context, method string, p page, body io.Reader, authz, expect string) int {
-	req, err := http.NewRequestWithContext(ctx, method, u.cfg.BaseURL+p.path, body)
+	req, err := http.NewRequestWithContext(ctx, method, u.base()+p.path, body)
 	if err != nil {
 		return 0
 	}
@@ -325,7 +367,7 @@ func (u *user) do(ctx context.Context, method string, p page, body io.Reader, au
 }
 
 func (u *user) doCookie(ctx context.Context, p page, c *http.Cookie, expect string) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.cfg.BaseURL+p.path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base()+p.path, nil)
 	if err != nil {
 		return 0
 	}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"cmp"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,14 +32,28 @@ var defaultModes = bridge.Routes{
 	"/admin/users":     bridge.Dual,
 }
 
+// publicRoutes need no credentials: they stay in legacy mode whatever the
+// default mode, and do not hold back session retirement.
+var publicRoutes = []string{
+	"/login", "/logout", "/healthz", "/auth/cookie", "/.well-known/jwks.json",
+	"/metrics", "/migration/report.json", "/migration/",
+}
+
 // bridgeConfig reads the BRIDGE_* environment into a bridge.Config.
-func bridgeConfig(getenv func(string) string, addr string, logger *slog.Logger) (bridge.Config, int, error) {
+func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logger *slog.Logger) (bridge.Config, int, error) {
 	cfg := bridge.Config{
-		Issuer:   getenv("BRIDGE_ISSUER"),
-		Audience: getenv("BRIDGE_AUDIENCE"),
-		Routes:   defaultModes,
-		Logger:   logger,
+		Issuer:       getenv("BRIDGE_ISSUER"),
+		Audience:     getenv("BRIDGE_AUDIENCE"),
+		Routes:       defaultModes,
+		PublicRoutes: publicRoutes,
+		Logger:       logger,
 	}
+	// The sid hash key must outlive signing-key rotations (sids of old
+	// tokens must still match at logout, and the rollout must not
+	// reshuffle): derive it from the session hash key the fleet shares.
+	mac := hmac.New(sha256.New, hashKey)
+	mac.Write([]byte("sessionbridge sid key"))
+	cfg.SIDKey = mac.Sum(nil)
 	if cfg.Issuer == "" {
 		cfg.Issuer = "http://" + addr
 	}
@@ -163,6 +180,17 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 	r.Handle("/metrics", loopbackOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
 	r.Handle("/migration/report.json", loopbackOnly(b.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
 	r.Handle("/migration/", loopbackOnly(b.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
+	tokenCookie := cmp.Or(cfg.CookieName, bridge.DefaultCookieName)
+	login := r.Get("login")
+	appLogin := login.GetHandler()
+	login.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A new legacy session must not be outranked by the JWT of
+		// whoever was logged in before.
+		if cookie, err := r.Cookie(tokenCookie); err == nil && cookie.Value != "" {
+			b.ClearTokenCookie(w)
+		}
+		appLogin.ServeHTTP(w, r)
+	}))
 	logout := r.Get("logout")
 	appLogout := logout.GetHandler()
 	logout.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@
 //	SESSION_HASH_KEY  securecookie hash key, the string's raw bytes, at least 32 (default: a development key)
 //	LOG_LEVEL         debug, info, warn or error (default info)
 //	BRIDGE=off        run exactly as before the bridge (the baseline)
+//	APP_MIGRATED_PAGES=1  the HTML pages read the caller like the API and keep carts by user
 //	BRIDGE_*          the bridge's settings: see docs/demo.md
 //
 // SIGINT and SIGTERM shut the server down gracefully.
@@ -94,6 +95,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	addr := cmp.Or(getenv("ADDR"), defaultAddr)
 	appCfg := legacyapp.Config{Store: store, SessionName: legacyapp.DefaultSessionName, Logger: logger}
+	switch s := getenv("APP_MIGRATED_PAGES"); s {
+	case "", "0", "false":
+	case "1", "true":
+		// The HTML pages read the caller like the API does, and carts live
+		// by user in Redis: the monolith after its handler migration.
+		appCfg.Carts = legacyapp.RedisCarts(rdb)
+	default:
+		return fmt.Errorf("APP_MIGRATED_PAGES %q: want 1 or unset", s)
+	}
 	var handler http.Handler
 	if getenv("BRIDGE") == "off" {
 		logger.Info("BRIDGE=off: the monolith runs exactly as before the bridge")
@@ -103,7 +113,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		}
 		handler = app.Router()
 	} else {
-		cfg, rollout, err := bridgeConfig(getenv, addr, logger)
+		cfg, rollout, err := bridgeConfig(getenv, addr, hashKey, logger)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,645 @@
+// Shared helpers for the tests of package bridge.
+//
+// These tests are internal (in the package itself, not bridge_test): they
+// read the unexported configuration of a Bridge (b.cfg) and mint tokens
+// with its signing key. Every helper here is usable from any _test.go file
+// of the package:
+//
+//   - newTestBridge(t, mod): a Bridge with a fresh ES256 key, issuer
+//     testIssuer, audience testAudience, its logs captured (logsOf(b));
+//   - newTestEnv(t, mod): a real redis-server, a redisstore.Store in
+//     boj/redistore format, a Bridge reading sessions through it
+//     (StoreSource, cookie "session", Now = e.clock.Now), the mux router of
+//     newTestRouter with r.Use(b.Middleware) and an httptest TLS server in
+//     front of it; e.session, e.token and e.jwtCookie make credentials,
+//     and the logs are checked for every credential recorded with e.secret
+//     when the test ends;
+//   - newJarClient(t, ts): a client with a cookie jar that does not follow
+//     redirects; do(t, c, method, url, hdr, cookies...) sends a request and
+//     reads the answer (testResponse: cookie, identity, reason);
+//   - saveSession(t, store, values): a legacy session saved via redisstore,
+//     returning its cookie and raw ID; saveRbcervillaSession likewise for
+//     rbcervilla/redisstore's format;
+//   - testClaims, mintTestToken(t, b, sub, mod), mintTestTokenWith (another
+//     key), tokenClaims (decode without verifying);
+//   - routeCounts, wantRequests, wantReasons, totalRequests: exact counter
+//     assertions on b.Snapshot();
+//   - redisCalls, resetRedisStats: commands Redis executed (INFO
+//     commandstats), CONFIG RESETSTAT;
+//   - checkNoSecrets(t, logs, secrets...), cookiesDesc: credentials stay
+//     out of logs and test output.
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/gob"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/mux"
+	"github.com/gorilla/sessions"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/redistest"
+)
+
+const (
+	testIssuer      = "https://issuer.test"
+	testAudience    = "test-api"
+	testSessionName = "session"
+)
+
+// securecookie key pairs of the legacy cookie: the current one and a
+// previous one still accepted (rotation), and one nobody accepts.
+var (
+	testHashKey    = []byte("0123456789abcdef0123456789abcdef")
+	testBlockKey   = []byte("fedcba9876543210fedcba9876543210")
+	oldHashKey     = []byte("old-hash-key-old-hash-key-old-ha")
+	unknownHashKey = []byte("unknown-hash-key-unknown-hash-ke")
+)
+
+// testKeyPairs are the key pairs the legacy app signs with, newest first.
+func testKeyPairs() [][]byte { return [][]byte{testHashKey, testBlockKey, oldHashKey, nil} }
+
+// testRoutes are the modes of the test router's routes.
+var testRoutes = Routes{
+	"/legacy":     Legacy,
+	"/dual":       Dual,
+	"/dual/{id}":  Dual,
+	"/jwt":        JWT,
+	"/legacy/app": Legacy,
+}
+
+// logBuffer is a concurrency-safe buffer for slog output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// newLogger returns a debug-level text logger writing into a new buffer.
+func newLogger() (*slog.Logger, *logBuffer) {
+	buf := new(logBuffer)
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+var bridgeLogs sync.Map // *Bridge → *logBuffer
+
+// logsOf returns the buffer that newTestBridge or newTestEnv pointed b's
+// logger at (nil when the caller set its own Logger).
+func logsOf(b *Bridge) *logBuffer {
+	v, _ := bridgeLogs.Load(b)
+	l, _ := v.(*logBuffer)
+	return l
+}
+
+// testClock is a settable clock for Config.Now.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock { return &testClock{now: time.Now().Truncate(time.Second)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// newTestKey returns a new ES256 signing key.
+func newTestKey(t testing.TB) *Key {
+	t.Helper()
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatalf("GenerateKey: %v", err)
+	}
+	return k
+}
+
+// newTestBridge returns a Bridge with a new signing key, testIssuer,
+// testAudience and a logger into a buffer (logsOf). mod, if not nil,
+// changes the configuration before New.
+func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
+	t.Helper()
+	logger, logs := newLogger()
+	cfg := Config{
+		SigningKey: newTestKey(t),
+		Issuer:     testIssuer,
+		Audience:   testAudience,
+		Logger:     logger,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if cfg.Logger == logger {
+		bridgeLogs.Store(b, logs)
+		t.Cleanup(func() { bridgeLogs.Delete(b) })
+	}
+	return b
+}
+
+// newTestStore returns a redisstore.Store (boj/redistore format, gob) on c
+// with testKeyPairs; mod may change its configuration.
+func newTestStore(t testing.TB, c redis.UniversalClient, mod func(*redisstore.Config)) *redisstore.Store {
+	t.Helper()
+	cfg := redisstore.Config{Client: c, KeyPairs: testKeyPairs()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := redisstore.New(cfg)
+	if err != nil {
+		t.Fatalf("redisstore.New: %v", err)
+	}
+	return s
+}
+
+// testUser are the session values of a logged-in user.
+func testUser(id string) map[any]any {
+	return map[any]any{"user_id": id, "username": "user" + id, "roles": []string{"user"}}
+}
+
+// saveSession saves values as a new session named testSessionName with
+// store and returns its cookie and raw session ID.
+func saveSession(t testing.TB, store sessions.Store, values map[any]any) (*http.Cookie, string) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := httptest.NewRecorder()
+	s, err := store.New(r, testSessionName)
+	if err != nil {
+		t.Fatalf("new session: %v", err)
+	}
+	for k, v := range values {
+		s.Values[k] = v
+	}
+	if err := s.Save(r, w); err != nil {
+		t.Fatalf("save session: %v", err)
+	}
+	for _, c := range w.Result().Cookies() {
+		if c.Name == testSessionName {
+			return c, s.ID
+		}
+	}
+	t.Fatalf("save session: no %q cookie set", testSessionName)
+	return nil, ""
+}
+
+// saveRbcervillaSession writes a session in rbcervilla/redisstore's format
+// (key "session:"+ID holding gob of map[interface{}]interface{}, cookie
+// value = the raw ID) and returns its cookie and ID.
+func saveRbcervillaSession(t testing.TB, c redis.UniversalClient, values map[any]any, ttl time.Duration) (*http.Cookie, string) {
+	t.Helper()
+	id := strings.ToLower(redisstore.NewID())
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
+		t.Fatalf("gob encode: %v", err)
+	}
+	if err := c.Set(context.Background(), "session:"+id, buf.Bytes(), ttl).Err(); err != nil {
+		t.Fatalf("redis SET: %v", err)
+	}
+	return &http.Cookie{Name: testSessionName, Value: id, Path: "/"}, id
+}
+
+// identityBody is what the test handlers answer with.
+type identityBody struct {
+	Subject string   `json:"subject"`
+	Name    string   `json:"name"`
+	Roles   []string `json:"roles"`
+	Source  string   `json:"source"`
+	Has     bool     `json:"has"`
+}
+
+// identityHandler answers the request's identity as JSON.
+func identityHandler(w http.ResponseWriter, r *http.Request) {
+	id, ok := IdentityFrom(r.Context())
+	body := identityBody{Has: ok}
+	if ok {
+		body = identityBody{Subject: id.Subject, Name: id.Name, Roles: id.Roles, Source: id.Source.String(), Has: true}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// newTestRouter returns a mux router with every route of testRoutes (GET
+// and POST) answering identityHandler; "/legacy/app" also reads the
+// session with store.Get, as a legacy handler does (store may be nil).
+func newTestRouter(store sessions.Store) *mux.Router {
+	r := mux.NewRouter()
+	for tmpl := range testRoutes {
+		if tmpl == "/legacy/app" {
+			continue
+		}
+		r.HandleFunc(tmpl, identityHandler).Methods(http.MethodGet, http.MethodPost)
+	}
+	r.HandleFunc("/legacy/app", func(w http.ResponseWriter, r *http.Request) {
+		if store != nil {
+			s, err := store.Get(r, testSessionName)
+			if err != nil {
+				http.Error(w, "session: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("X-Session-User", fmt.Sprint(s.Values["user_id"]))
+		}
+		identityHandler(w, r)
+	}).Methods(http.MethodGet, http.MethodPost)
+	return r
+}
+
+// testEnv is a Bridge on a real redis-server behind an httptest TLS
+// server: the router of newTestRouter with r.Use(b.Middleware).
+type testEnv struct {
+	srv   *redistest.Server
+	rdb   *redis.Client
+	store *redisstore.Store
+	clock *testClock
+	b     *Bridge
+	logs  *logBuffer
+	ts    *httptest.Server
+
+	mu      sync.Mutex
+	secrets []string // credentials the logs must not contain
+}
+
+// secret records credentials (tokens, cookie values, raw session IDs)
+// that the bridge's logs must never contain; newTestEnv checks when the
+// test ends.
+func (e *testEnv) secret(s ...string) {
+	e.mu.Lock()
+	e.secrets = append(e.secrets, s...)
+	e.mu.Unlock()
+}
+
+// newTestEnv starts the environment; when the test ends, it checks that
+// the logs contain none of the credentials recorded with e.secret. The Bridge reads sessions with
+// StoreSource(e.store, testSessionName), has Routes testRoutes and Now
+// e.clock.Now; mod may change the configuration (e's srv, rdb, store and
+// clock are set when it runs).
+func newTestEnv(t testing.TB, mod func(e *testEnv, c *Config)) *testEnv {
+	t.Helper()
+	return newTestEnvOn(t, redistest.New(t), mod)
+}
+
+// newTestEnvOn is newTestEnv on an existing server, which subtests can
+// share to start fewer redis-servers (the keys they write are random; a
+// test that resets or reads the server's stats, flushes, pauses or kills
+// it needs a server of its own, or subtests that do not run in parallel).
+func newTestEnvOn(t testing.TB, srv *redistest.Server, mod func(e *testEnv, c *Config)) *testEnv {
+	t.Helper()
+	e := &testEnv{srv: srv, clock: newTestClock()}
+	e.rdb = redis.NewClient(srv.Options())
+	t.Cleanup(func() { _ = e.rdb.Close() })
+	e.store = newTestStore(t, e.rdb, nil)
+	router := newTestRouter(e.store)
+	e.b = newTestBridge(t, func(c *Config) {
+		c.Sessions = StoreSource(e.store, testSessionName)
+		c.Routes = testRoutes
+		c.Router = router
+		c.Now = e.clock.Now
+		if mod != nil {
+			mod(e, c)
+		}
+	})
+	e.logs = logsOf(e.b)
+	router.Use(e.b.Middleware)
+	e.ts = httptest.NewTLSServer(router)
+	t.Cleanup(e.ts.Close)
+	if e.logs != nil {
+		t.Cleanup(func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			checkNoSecrets(t, e.logs.String(), e.secrets...)
+		})
+	}
+	return e
+}
+
+// url returns the test server's URL for path.
+func (e *testEnv) url(path string) string { return e.ts.URL + path }
+
+// newJarClient returns a client of ts with its own cookie jar that does
+// not follow redirects.
+func newJarClient(t testing.TB, ts *httptest.Server) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatalf("cookiejar.New: %v", err)
+	}
+	c := &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if tr, ok := ts.Client().Transport.(*http.Transport); ok {
+		c.Transport = tr
+	} else {
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	return c
+}
+
+// testResponse is a response with its body read.
+type testResponse struct {
+	*http.Response
+	Body string
+}
+
+// cookie returns the Set-Cookie of name in the response, or nil.
+func (r *testResponse) cookie(name string) *http.Cookie {
+	for _, c := range r.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// identity decodes an identityHandler body.
+func (r *testResponse) identity(t testing.TB) identityBody {
+	t.Helper()
+	var b identityBody
+	if err := json.Unmarshal([]byte(r.Body), &b); err != nil {
+		t.Fatalf("decode identity %q: %v", r.Body, err)
+	}
+	return b
+}
+
+// reason decodes a WriteError body's reason ("" if it is not one).
+func (r *testResponse) reason() string {
+	var b struct{ Reason string }
+	_ = json.Unmarshal([]byte(r.Body), &b)
+	return b.Reason
+}
+
+// do sends a request with the headers hdr (and cookies, if any) and reads
+// the whole response.
+func do(t testing.TB, c *http.Client, method, url string, hdr http.Header, cookies ...*http.Cookie) *testResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatalf("NewRequest: %v", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return &testResponse{Response: resp, Body: string(body)}
+}
+
+// bearer returns a header with Authorization: Bearer tok.
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// testClaims are the claims of a token for sub issued now by b's clock,
+// living b's TokenTTL, with a unique jti.
+func testClaims(b *Bridge, sub string) *Claims {
+	now := b.cfg.Now()
+	return &Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    b.cfg.Issuer,
+			Subject:   sub,
+			Audience:  jwt.ClaimStrings{b.cfg.Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(b.cfg.TokenTTL)),
+			ID:        fmt.Sprintf("jti-%d", jtiSeq.Add(1)),
+		},
+	}
+}
+
+var jtiSeq atomic.Int64
+
+// mintTestToken mints a token with testClaims(b, sub), changed by mod if
+// not nil, signed with b's signing key.
+func mintTestToken(t testing.TB, b *Bridge, sub string, mod func(*Claims)) string {
+	t.Helper()
+	return mintTestTokenWith(t, b.cfg.SigningKey, b, sub, mod)
+}
+
+// mintTestTokenWith is mintTestToken signing with key (another key makes
+// a forged token).
+func mintTestTokenWith(t testing.TB, key *Key, b *Bridge, sub string, mod func(*Claims)) string {
+	t.Helper()
+	c := testClaims(b, sub)
+	if mod != nil {
+		mod(c)
+	}
+	tok, err := mint(key, c)
+	if err != nil {
+		t.Fatalf("mint: %v", err)
+	}
+	return tok
+}
+
+// mustURL parses a URL.
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("parse URL %q: %v", s, err)
+	}
+	return u
+}
+
+// tokenClaims decodes a token's payload without verifying it.
+func tokenClaims(t testing.TB, tok string) *Claims {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token has %d parts, want 3", len(parts))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("token payload: %v", err)
+	}
+	c := new(Claims)
+	if err := json.Unmarshal(raw, c); err != nil {
+		t.Fatalf("token payload: %v", err)
+	}
+	return c
+}
+
+// routeCounts returns the counters of route (failing if it is unknown).
+func routeCounts(t testing.TB, b *Bridge, route string) RouteCounts {
+	t.Helper()
+	for _, rc := range b.Snapshot() {
+		if rc.Route == route {
+			return rc
+		}
+	}
+	t.Fatalf("route %q not in the snapshot", route)
+	return RouteCounts{}
+}
+
+// wantRequests checks the request counters of route: exactly want per
+// (mode, source), zero elsewhere.
+func wantRequests(t testing.TB, b *Bridge, route string, want map[Mode]map[Source]uint64) {
+	t.Helper()
+	rc := routeCounts(t, b, route)
+	for m := Mode(0); m < numModes; m++ {
+		for s := Source(0); s < numSources; s++ {
+			if got := rc.Requests[m][s]; got != want[m][s] {
+				t.Errorf("route %s requests[%v][%v]: got %v, want %v", route, m, s, got, want[m][s])
+			}
+		}
+	}
+}
+
+// wantReasons checks the rejection counters of route: exactly want per
+// reason, zero elsewhere.
+func wantReasons(t testing.TB, b *Bridge, route string, want map[Reason]uint64) {
+	t.Helper()
+	rc := routeCounts(t, b, route)
+	for r := Reason(0); r < numReasons; r++ {
+		if got := rc.Rejections[r]; got != want[r] {
+			t.Errorf("route %s rejections[%v]: got %v, want %v", route, r, got, want[r])
+		}
+	}
+}
+
+// totalRequests sums every request counter of every route.
+func totalRequests(b *Bridge) uint64 {
+	var n uint64
+	for _, rc := range b.Snapshot() {
+		for _, v := range rc.BySource() {
+			n += v
+		}
+	}
+	return n
+}
+
+// checkNoSecrets fails if logs contain any of secrets (tokens, cookie
+// values, raw session IDs). Empty secrets are ignored.
+func checkNoSecrets(t testing.TB, logs string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if strings.Contains(logs, s) {
+			t.Errorf("logs contain a credential %.12q…:\n%s", s, logs)
+		}
+	}
+}
+
+// session saves values as a new legacy session with e.store and returns
+// its cookie and raw ID, both recorded as secrets.
+func (e *testEnv) session(t testing.TB, values map[any]any) (*http.Cookie, string) {
+	t.Helper()
+	c, id := saveSession(t, e.store, values)
+	e.secret(c.Value, id)
+	return c, id
+}
+
+// token mints a token for sub with e.b's key (see mintTestToken), recorded
+// as a secret.
+func (e *testEnv) token(t testing.TB, sub string, mod func(*Claims)) string {
+	t.Helper()
+	tok := mintTestToken(t, e.b, sub, mod)
+	e.secret(tok)
+	return tok
+}
+
+// jwtCookie returns the JWT cookie holding tok.
+func (e *testEnv) jwtCookie(tok string) *http.Cookie {
+	return &http.Cookie{Name: e.b.cfg.CookieName, Value: tok}
+}
+
+// redisCalls returns how many commands srv executed since start or the
+// last CONFIG RESETSTAT, from INFO commandstats, leaving out the
+// commands of the measurement itself (INFO, CONFIG, HELLO, CLIENT).
+func redisCalls(t testing.TB, srv *redistest.Server) map[string]int64 {
+	t.Helper()
+	c := redis.NewClient(srv.Options())
+	defer c.Close()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	calls := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
+		if !ok {
+			continue
+		}
+		name, stats, _ := strings.Cut(rest, ":")
+		if name == "info" || name == "hello" || strings.HasPrefix(name, "config") || strings.HasPrefix(name, "client") {
+			continue
+		}
+		var n int64
+		if _, err := fmt.Sscanf(stats, "calls=%d", &n); err == nil && n > 0 {
+			calls[name] = n
+		}
+	}
+	return calls
+}
+
+// resetRedisStats runs CONFIG RESETSTAT on srv.
+func resetRedisStats(t testing.TB, srv *redistest.Server) {
+	t.Helper()
+	c := redis.NewClient(srv.Options())
+	defer c.Close()
+	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+		t.Fatalf("CONFIG RESETSTAT: %v", err)
+	}
+}
+
+// cookiesDesc describes cookies for test messages without their values
+// (credentials stay out of test output too).
+func cookiesDesc(cs ...*http.Cookie) string {
+	var parts []string
+	for _, c := range cs {
+		if c == nil {
+			parts = append(parts, "<nil>")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s=<%d bytes>; Max-Age=%d", c.Name, len(c.Value), c.MaxAge))
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
