@@ -126,6 +126,7 @@ func (x *exchange) writeCookies() {
 func (x *exchange) authenticate() (*Identity, bool) {
 	b := x.b
 	var id *Identity
+	var tokenEntry *cacheEntry // the token that authenticated, if any
 
 	// 1. Authorization: Bearer.
 	if tok, ok := bearerToken(x.r); ok {
@@ -138,7 +139,7 @@ func (x *exchange) authenticate() (*Identity, bool) {
 				return nil, false
 			}
 		} else {
-			id = e.bearer
+			id, tokenEntry = e.bearer, e
 		}
 	}
 
@@ -161,7 +162,7 @@ func (x *exchange) authenticate() (*Identity, bool) {
 					slog.String("route", b.routes.names[x.route]))
 			}
 		default:
-			id, cookieEntry = e.cookie, e
+			id, cookieEntry, tokenEntry = e.cookie, e, e
 		}
 	}
 
@@ -180,8 +181,8 @@ func (x *exchange) authenticate() (*Identity, bool) {
 
 	if id != nil {
 		switch {
-		case cookieEntry != nil && sessionCookie && b.cfg.RetireSessions:
-			x.retireBehindToken(cookieEntry)
+		case tokenEntry != nil && sessionCookie && b.cfg.RetireSessions:
+			x.retireBehindToken(tokenEntry)
 		case cookieEntry != nil && x.mode == Dual && sessionCookie && x.nearExpiry(cookieEntry.claims):
 			x.refresh(cookieEntry)
 		}
@@ -290,7 +291,7 @@ func (x *exchange) retire(sess *Session) {
 }
 
 // retireBehindToken retires the legacy session still sent alongside a
-// valid JWT cookie (a user converted before retirement was turned on):
+// valid JWT (a user converted before retirement was turned on):
 // once per browser, since its cookie is expired here. The session is
 // deleted only when the token was minted from it (same sid; never for a
 // token without sid, such as an IdP's); the cookie is expired in any case:
