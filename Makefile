@@ -8,7 +8,7 @@ PKGS      := ./...
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test deps bench lint fuzz loadtest
+.PHONY: run demo test deps bench lint vulncheck fuzz loadtest
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
@@ -45,12 +45,17 @@ loadtest: deps
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
-## lint: formatting, vet and staticcheck
+## lint: formatting, vet, staticcheck and govulncheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt'ed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck $(PKGS)
+	GO=$(GO) scripts/vulncheck.sh
+
+## vulncheck: govulncheck against the Go vulnerability database (built locally from golang.org/x/vulndb)
+vulncheck:
+	GO=$(GO) scripts/vulncheck.sh
 
 ## fuzz: each fuzz target for FUZZTIME (default 10m)
 fuzz:

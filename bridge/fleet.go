@@ -110,8 +110,12 @@ type flusher struct {
 	flushed      atomic.Uint64 // requests applied in Redis
 	errors       atomic.Uint64 // failed flush attempts
 	droppedSIDs  atomic.Uint64 // session hashes past the buffer's bound
-	lostOnClose  atomic.Uint64 // requests not flushed before Close gave up
 	pendingCount atomic.Uint64 // requests waiting for Redis
+	// lostOnClose counts the requests whose final flush Close could not
+	// get acknowledged: an upper bound of the loss, exact when Redis was
+	// unreachable; a Redis that only hung may still apply the batch it
+	// was sent (once: it is never re-sent) when it wakes up.
+	lostOnClose atomic.Uint64
 }
 
 func newFlusher(b *Bridge) *flusher {
@@ -389,6 +393,15 @@ func (b *Bridge) Flush(ctx context.Context) error {
 // Close ends Run and flushes the counters one last time within
 // Config.FlushTimeout. It is safe to call more than once; later calls do
 // nothing.
+//
+// Call it after the HTTP server has stopped handing requests to the
+// middleware (http.Server.Shutdown): a request is counted before its
+// handler runs, so handlers still running are included, but a request
+// counted after the final flush is not flushed. If the final flush is not
+// acknowledged, Close returns the error and adds the requests it held to
+// the dropped count (sessionbridge_flush_dropped_total{kind="request"}):
+// exact when Redis could not be reached, an upper bound when Redis hung,
+// since a hung Redis may still apply the batch once it wakes up.
 func (b *Bridge) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
@@ -401,7 +414,7 @@ func (b *Bridge) Close() error {
 		if err = b.flusher.flush(ctx); err != nil {
 			lost := b.flusher.unflushed()
 			b.flusher.lostOnClose.Add(lost)
-			b.log.Error("bridge: final flush failed; counts lost", "requests", lost, "error", err)
+			b.log.Error("bridge: final flush failed; counts lost unless redis applies the unacknowledged batch", "requests", lost, "error", err)
 		}
 	})
 	return err

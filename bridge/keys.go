@@ -113,11 +113,15 @@ func NewKey(key any) (*Key, error) {
 }
 
 func (k *Key) setEC(pub *ecdsa.PublicKey) error {
+	//lint:ignore SA1019 nil coordinates make every ecdsa method panic: they can only be checked here
 	if pub == nil || pub.Curve == nil || pub.X == nil || pub.Y == nil {
 		return errors.New("bridge: incomplete ECDSA key")
 	}
 	if pub.Curve != elliptic.P256() {
 		return fmt.Errorf("bridge: ECDSA key on %s, want P-256 (ES256)", pub.Curve.Params().Name)
+	}
+	if _, err := pub.Bytes(); err != nil {
+		return fmt.Errorf("bridge: invalid ES256 (P-256) key: %w", err)
 	}
 	k.alg, k.method, k.verify = "ES256", jwt.SigningMethodES256, pub
 	return nil

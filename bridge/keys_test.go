@@ -193,6 +193,7 @@ func TestNewKeyRefusals(t *testing.T) {
 		{"nil *ecdsa.PublicKey", (*ecdsa.PublicKey)(nil), "ECDSA"},
 		{"empty ecdsa.PublicKey", &ecdsa.PublicKey{}, "ECDSA"},
 		{"ecdsa.PublicKey without point", &ecdsa.PublicKey{Curve: elliptic.P256()}, "ECDSA"},
+		//lint:ignore SA1019 the deprecated coordinates are the only way to build an invalid key
 		{"P-256 point not on the curve", &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}, "ES256"},
 		{"nil *rsa.PrivateKey", (*rsa.PrivateKey)(nil), "RSA"},
 		{"nil *rsa.PublicKey", (*rsa.PublicKey)(nil), "RSA"},

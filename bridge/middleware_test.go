@@ -1157,9 +1157,11 @@ func TestLogsHoldNoCredentials(t *testing.T) {
 			}
 		}
 	}
-	// A session without a subject is not converted (logged).
+	// A guest session (no subject) authenticates nobody.
 	ck, _ := e.session(t, map[any]any{"username": "nobody"})
-	do(t, c, http.MethodGet, e.url("/dual"), nil, ck)
+	if r := do(t, c, http.MethodGet, e.url("/dual"), nil, ck); r.StatusCode != http.StatusUnauthorized || r.reason() != "no_credentials" {
+		t.Errorf("guest session on dual: got %d %q, want 401 no_credentials", r.StatusCode, r.reason())
+	}
 	// Subject mismatch (logged).
 	do(t, c, http.MethodGet, e.url("/dual"), bearer(e.token(t, "a", nil)), e.jwtCookie(e.token(t, "b", nil)))
 	// An expired and a forged cookie.
@@ -1178,7 +1180,7 @@ func TestLogsHoldNoCredentials(t *testing.T) {
 
 	logs := e.logs.String()
 	for _, want := range []string{"credential refused", "bearer_invalid", "session_invalid", "session_unknown",
-		"session_on_jwt_route", "not converted", "bearer wins", "jwt_cookie_expired"} {
+		"session_on_jwt_route", "bearer wins", "jwt_cookie_expired"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}

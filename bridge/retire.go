@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,21 +27,20 @@ func (f *Fleet) CountSessions(ctx context.Context, keyPrefix string) (int64, err
 		return n, iter.Err()
 	}
 	if cc, ok := f.Redis.(*redis.ClusterClient); ok {
-		var total int64
-		var results = make(chan int64, 64)
+		// ForEachMaster runs fn on every master at once: sum atomically
+		// (a buffered channel drained afterwards would block the callbacks
+		// of a cluster with more masters than its capacity, and with them
+		// ForEachMaster).
+		var total atomic.Int64
 		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			n, err := count(ctx, m)
-			results <- n
+			total.Add(n)
 			return err
 		})
-		close(results)
-		for n := range results {
-			total += n
-		}
 		if err != nil {
 			return 0, fmt.Errorf("bridge: count sessions: %w", err)
 		}
-		return total, nil
+		return total.Load(), nil
 	}
 	n, err := count(ctx, f.Redis)
 	if err != nil {

@@ -103,25 +103,33 @@ func (b *Bridge) revokeLocal(kind, id string, until time.Time) {
 }
 
 // extend denies a jti or sid (kind "jti" or "sid") until the given time,
-// never shortening an existing denial.
+// never shortening an existing denial. The resync calls it for every entry
+// every second: an entry already known takes only the read lock, so the
+// token path (which reads the denylist) is not held up.
 func (d *denylist) extend(kind, id string, until time.Time) {
-	if id == "" {
+	if id == "" || (kind != "jti" && kind != "sid") {
+		return
+	}
+	d.mu.RLock()
+	old, ok := d.table(kind)[id]
+	d.mu.RUnlock()
+	if ok && !old.Before(until) {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var m map[string]time.Time
-	switch kind {
-	case "jti":
-		m = d.jtis
-	case "sid":
-		m = d.sids
-	default:
-		return
-	}
+	m := d.table(kind)
 	if old, ok := m[id]; !ok || old.Before(until) {
 		m[id] = until
 	}
+}
+
+// table returns the map of kind; d.mu must be held.
+func (d *denylist) table(kind string) map[string]time.Time {
+	if kind == "sid" {
+		return d.sids
+	}
+	return d.jtis
 }
 
 // applyRevocation applies a "kind:id" message or set member.
