@@ -8,7 +8,7 @@ PKGS      := ./...
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test deps bench lint vulncheck fuzz loadtest
+.PHONY: run demo test deps bench bench-http lint vulncheck fuzz loadtest
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
@@ -45,6 +45,11 @@ loadtest: deps
 ## bench: the benchmarks
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+## bench-http: wrk against the demo: BRIDGE=off vs observe vs JWT cookie, alternating, 3 rounds
+bench-http: deps
+	@scripts/deps.sh wrk curl
+	GO=$(GO) scripts/bench-http.sh
 
 ## lint: formatting, vet, staticcheck and govulncheck
 lint:

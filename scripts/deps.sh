@@ -12,6 +12,7 @@ declare -A pkg=(
   [node]=nodejs
   [npm]=npm
   [wrk]=wrk
+  [curl]=curl
 )
 
 missing=()
