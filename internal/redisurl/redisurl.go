@@ -52,20 +52,14 @@ func New(rawURL string) (redis.UniversalClient, Kind, error) {
 		if err != nil {
 			return nil, "", clean(err)
 		}
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout = or(opt.DialTimeout, q, "dial_timeout")
-		opt.ReadTimeout = or(opt.ReadTimeout, q, "read_timeout")
-		opt.WriteTimeout = or(opt.WriteTimeout, q, "write_timeout")
+		bound(q, &opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClient(opt), Single, nil
 	case "cluster":
 		opt, err := redis.ParseClusterURL(plain)
 		if err != nil {
 			return nil, "", clean(err)
 		}
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout = or(opt.DialTimeout, q, "dial_timeout")
-		opt.ReadTimeout = or(opt.ReadTimeout, q, "read_timeout")
-		opt.WriteTimeout = or(opt.WriteTimeout, q, "write_timeout")
+		bound(q, &opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClusterClient(opt), Cluster, nil
 	case "sentinel":
 		opt, err := redis.ParseFailoverURL(plain)
@@ -75,21 +69,21 @@ func New(rawURL string) (redis.UniversalClient, Kind, error) {
 		if opt.MasterName == "" {
 			return nil, "", errors.New("redis URL: redis+sentinel:// needs master_name=")
 		}
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout = or(opt.DialTimeout, q, "dial_timeout")
-		opt.ReadTimeout = or(opt.ReadTimeout, q, "read_timeout")
-		opt.WriteTimeout = or(opt.WriteTimeout, q, "write_timeout")
+		bound(q, &opt.ContextTimeoutEnabled, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewFailoverClient(opt), Sentinel, nil
 	}
 	return nil, "", fmt.Errorf("redis URL: unknown topology %q (want cluster or sentinel)", topo)
 }
 
-// or returns DefaultTimeout unless the URL set the parameter.
-func or(d time.Duration, q url.Values, name string) time.Duration {
-	if q.Has(name) {
-		return d
+// bound turns context deadlines on and sets the dial, read and write
+// timeouts to DefaultTimeout unless the URL set them.
+func bound(q url.Values, ctxTimeouts *bool, dial, read, write *time.Duration) {
+	*ctxTimeouts = true
+	for name, d := range map[string]*time.Duration{"dial_timeout": dial, "read_timeout": read, "write_timeout": write} {
+		if !q.Has(name) {
+			*d = DefaultTimeout
+		}
 	}
-	return DefaultTimeout
 }
 
 func query(rest string) url.Values {
