@@ -30,9 +30,17 @@ func (GobSerializer) Serialize(values map[any]any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Deserialize gob-decodes data into values.
-func (GobSerializer) Deserialize(data []byte, values map[any]any) error {
+// Deserialize gob-decodes data into values. Bytes that encoding/gob
+// cannot decode — including those that make it panic, such as a map key of
+// an unhashable type, which a corrupted or hostile Redis value can hold —
+// are an error, never a panic.
+func (GobSerializer) Deserialize(data []byte, values map[any]any) (err error) {
 	decoded := make(map[any]any)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("redisstore: gob decode session values: %v", r)
+		}
+	}()
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&decoded); err != nil {
 		return gobError("decode", err)
 	}
