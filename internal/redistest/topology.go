@@ -138,7 +138,8 @@ func NewSentinel(tb testing.TB) *Sentinel {
 	dir := tb.TempDir()
 	s := &Sentinel{MasterName: "sbmaster"}
 	s.Master = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb)))
-	s.master = startProc(tb, "redis-server", Args(s.Master, dir)...)
+	// No diskless-sync delay: the replica has the data at once.
+	s.master = startProc(tb, "redis-server", Args(s.Master, dir, "--repl-diskless-sync-delay", "0")...)
 	if err := WaitReady(s.Master, 5*time.Second); err != nil {
 		tb.Fatalf("redistest: sentinel master: %v", err)
 	}

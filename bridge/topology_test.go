@@ -1,0 +1,1414 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/redistest"
+)
+
+// Topology tests: the bridge on a Redis Cluster of three masters and on
+// Sentinel (master, replica, three sentinels), each through
+// redis.UniversalClient exactly as an application configures it. One
+// topology per test function, shared by its subtests; the Sentinel
+// failover gets a topology of its own because it destroys it.
+//
+// The helpers here (topo*) are used by faults_test.go too.
+
+// TestTopology runs the same checks on a Cluster and on Sentinel: sessions
+// through StoreSource and BojSource, exact fleet counters and report,
+// CountSessions, revocations across instances, run-time modes.
+func TestTopology(t *testing.T) {
+	t.Parallel()
+	topologies := []struct {
+		name    string
+		cluster bool
+		start   func(t *testing.T) func(testing.TB) redis.UniversalClient
+	}{
+		{"cluster", true, func(t *testing.T) func(testing.TB) redis.UniversalClient {
+			c := redistest.NewCluster(t, 3)
+			return func(tb testing.TB) redis.UniversalClient { return c.Client(tb) }
+		}},
+		{"sentinel", false, func(t *testing.T) func(testing.TB) redis.UniversalClient {
+			s := redistest.NewSentinel(t)
+			return func(tb testing.TB) redis.UniversalClient { return s.Client(tb) }
+		}},
+	}
+	for _, tp := range topologies {
+		t.Run(tp.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			newClient := tp.start(t)
+			t.Logf("%s ready in %v", tp.name, time.Since(start).Round(time.Millisecond))
+			t.Run("sessions", func(t *testing.T) { topoSessions(t, newClient, tp.cluster) })
+			t.Run("counters", func(t *testing.T) { topoCounters(t, newClient, tp.cluster) })
+			t.Run("count_sessions", func(t *testing.T) { topoCountSessions(t, newClient, tp.cluster) })
+			t.Run("revocations", func(t *testing.T) { topoRevocations(t, newClient) })
+			t.Run("modes", func(t *testing.T) { topoModes(t, newClient) })
+		})
+	}
+}
+
+// topoSessions: sessions whose keys land on different slots (and masters)
+// are read through the app's store (StoreSource, one GET) and through
+// BojSource (GET + PTTL of one key in one pipeline: one slot, so fine on a
+// cluster); the PTTL read on the topology bounds the minted token; a
+// deleted session is session_unknown.
+func topoSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
+	ctx := context.Background()
+	rdb := newClient(t)
+	key := newTestKey(t)
+	const sessionTTL = 120 * time.Second
+	store := newTestStore(t, rdb, func(c *redisstore.Config) {
+		c.Options = &sessions.Options{Path: "/", MaxAge: int(sessionTTL / time.Second), HttpOnly: true}
+	})
+
+	type legacy struct {
+		cookie *http.Cookie
+		id     string
+		user   string
+	}
+	const n = 24
+	var ss []legacy
+	var keys []string
+	for i := range n {
+		user := strconv.Itoa(100 + i)
+		c, id := saveSession(t, store, testUser(user))
+		ss = append(ss, legacy{c, id, user})
+		keys = append(keys, store.Key(id))
+	}
+	perMaster := topoKeysPerMaster(t, rdb, store.Key("")+"*")
+	if got := topoSum(perMaster); got != n {
+		t.Fatalf("session keys on the masters: got %d, want %d", got, n)
+	}
+	if cluster {
+		if len(perMaster) < 2 {
+			t.Errorf("session keys on %d master(s), want them spread over several: %v", len(perMaster), perMaster)
+		}
+		slots := map[int64]bool{}
+		for _, k := range keys {
+			slots[rdb.ClusterKeySlot(ctx, k).Val()] = true
+		}
+		t.Logf("%d sessions on %d slots, per master %v", n, len(slots), perMaster)
+	}
+
+	boj, err := BojSource(rdb, testSessionName, testKeyPairs()...)
+	if err != nil {
+		t.Fatalf("BojSource: %v", err)
+	}
+	sources := []struct {
+		name string
+		src  SessionSource
+		// ttlBound: tokens minted from this source never outlive the
+		// session's TTL read from Redis (BojSource reads PTTL);
+		// StoreSource cannot know it and mints for TokenTTL.
+		ttlBound bool
+	}{
+		{"StoreSource", StoreSource(store, testSessionName), false},
+		{"BojSource", boj, true},
+	}
+	deleted := map[string]bool{}
+	for i, s := range ss {
+		if i%3 == 0 {
+			deleted[s.id] = true
+		}
+	}
+	for _, sc := range sources {
+		t.Run(sc.name, func(t *testing.T) {
+			nd := newTopoNode(t, rdb, key, func(c *Config) { c.Sessions = sc.src })
+			for _, s := range ss {
+				start := time.Now()
+				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/dual", nil, s.cookie)
+				if r.StatusCode != http.StatusOK {
+					t.Fatalf("session %s: status %d %s, want 200", s.user, r.StatusCode, r.Body)
+				}
+				if id := r.identity(t); id.Source != "session" || id.Subject != s.user {
+					t.Errorf("session %s: identity %+v, want source session, subject %s", s.user, id, s.user)
+				}
+				tok := r.cookie(DefaultCookieName)
+				if tok == nil {
+					t.Fatalf("session %s: no JWT cookie minted", s.user)
+				}
+				life := tokenClaims(t, tok.Value).ExpiresAt.Sub(start)
+				if sc.ttlBound && life > sessionTTL+time.Second {
+					t.Errorf("session %s: token lives %v, past the session's TTL %v", s.user, life, sessionTTL)
+				}
+				if !sc.ttlBound && life < DefaultTokenTTL-time.Minute {
+					t.Errorf("session %s: token lives %v, want TokenTTL %v", s.user, life, DefaultTokenTTL)
+				}
+			}
+			wantRequests(t, nd.b, "/dual", map[Mode]map[Source]uint64{Dual: {SourceSession: n}})
+			if got := routeCounts(t, nd.b, "/dual").Conversions; got != n {
+				t.Errorf("conversions: got %d, want %d", got, n)
+			}
+		})
+	}
+	// The direct read: values and the TTL, in one round trip.
+	for _, s := range ss[:3] {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(s.cookie)
+		got, err := boj.Load(r)
+		if err != nil {
+			t.Fatalf("BojSource.Load: %v", err)
+		}
+		if got.Values["user_id"] != s.user || got.TTL <= 0 || got.TTL > sessionTTL {
+			t.Errorf("BojSource.Load: user %v TTL %v, want %s and 0 < TTL ≤ %v", got.Values["user_id"], got.TTL, s.user, sessionTTL)
+		}
+	}
+
+	// A third of the sessions are deleted (logout elsewhere): both sources
+	// say session_unknown (401 on a dual route), the others still work.
+	for _, s := range ss {
+		if deleted[s.id] {
+			if err := store.Delete(ctx, s.id); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+		}
+	}
+	for _, sc := range sources {
+		t.Run(sc.name+"/deleted", func(t *testing.T) {
+			nd := newTopoNode(t, rdb, key, func(c *Config) { c.Sessions = sc.src })
+			var gone, live uint64
+			for _, s := range ss {
+				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/dual", nil, s.cookie)
+				want, reason := http.StatusOK, ""
+				if deleted[s.id] {
+					want, reason = http.StatusUnauthorized, "session_unknown"
+					gone++
+				} else {
+					live++
+				}
+				if r.StatusCode != want || r.reason() != reason {
+					t.Errorf("session %s (deleted %v): %d %q, want %d %q", s.user, deleted[s.id], r.StatusCode, r.reason(), want, reason)
+				}
+			}
+			wantRequests(t, nd.b, "/dual", map[Mode]map[Source]uint64{Dual: {SourceSession: live, SourceRejected: gone}})
+			wantReasons(t, nd.b, "/dual", map[Reason]uint64{ReasonSessionUnknown: gone})
+		})
+	}
+}
+
+// topoKind is a request of the counters test: a credential on a path, the
+// status it must get and the counters it must move (keys of topoCounts).
+type topoKind struct {
+	name   string
+	path   string
+	status int
+	counts []string
+	req    func(r *http.Request, i int)
+}
+
+// topoCounters: two instances on their own clients serve every kind of
+// request concurrently while Run flushes every 20ms; the flush script's
+// KEYS share the hash tag (proved by the keys' slots, and by CROSSSLOT
+// without it); after Close the report equals, counter by counter, what the
+// clients were served and the sum of the in-process counts.
+func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
+	ctx := context.Background()
+	const prefix = "sbtopo-counters"
+	key := newTestKey(t)
+	var nodes []*topoNode
+	for _, name := range []string{"a", "b"} {
+		rdb := newClient(t)
+		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
+			c.Redis = rdb
+			c.RedisPrefix = prefix
+			c.InstanceID = name
+			c.FlushInterval = 20 * time.Millisecond
+			c.FlushTimeout = time.Second
+		}))
+	}
+	const nSessions = 6
+	var cookies []*http.Cookie
+	for i := range nSessions {
+		c, _ := saveSession(t, nodes[i%2].store, testUser(strconv.Itoa(i)))
+		cookies = append(cookies, c)
+	}
+	unknown := topoSessionCookie(t, redisstore.NewID())
+	bearerTok := mintTestToken(t, nodes[0].b, "bearer-user", nil)
+	cookieTok := mintTestToken(t, nodes[0].b, "cookie-user", nil)
+	forged := mintTestTokenWith(t, newTestKey(t), nodes[0].b, "forged", nil)
+	setBearer := func(tok string) func(*http.Request, int) {
+		return func(r *http.Request, _ int) { r.Header.Set("Authorization", "Bearer "+tok) }
+	}
+	withSession := func(r *http.Request, i int) { r.AddCookie(cookies[i%nSessions]) }
+	kinds := []topoKind{
+		{"session dual", "/dual", 200, []string{"/dual session", "/dual converted"}, withSession},
+		{"session legacy", "/legacy", 200, []string{"/legacy session"}, withSession},
+		{"session jwt", "/jwt", 401, []string{"/jwt rejected", "/jwt reason=session_on_jwt_route"}, withSession},
+		{"unknown session", "/dual", 401, []string{"/dual rejected", "/dual reason=session_unknown"},
+			func(r *http.Request, _ int) { r.AddCookie(unknown) }},
+		{"bearer", "/dual/7", 200, []string{"/dual/{id} jwt_bearer"}, setBearer(bearerTok)},
+		{"jwt cookie", "/jwt", 200, []string{"/jwt jwt_cookie"},
+			func(r *http.Request, _ int) { r.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: cookieTok}) }},
+		{"forged bearer", "/dual", 401, []string{"/dual rejected", "/dual reason=bearer_invalid"}, setBearer(forged)},
+		{"anonymous legacy", "/legacy", 200, []string{"/legacy anonymous"}, func(*http.Request, int) {}},
+		{"anonymous dual", "/dual", 401, []string{"/dual anonymous", "/dual reason=no_credentials"}, func(*http.Request, int) {}},
+	}
+	for _, nd := range nodes {
+		topoRun(t, nd.b)
+	}
+
+	want := map[string]uint64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	const rounds = 6
+	for _, nd := range nodes {
+		for w := range 2 {
+			wg.Go(func() {
+				for i := range rounds * len(kinds) {
+					k := kinds[(i+w)%len(kinds)]
+					r := topoDo(nd.c, nd.ts.URL+k.path, func(req *http.Request) { k.req(req, i) })
+					if r.err != nil || r.status != k.status {
+						t.Errorf("%s: status %d (%v), want %d", k.name, r.status, r.err, k.status)
+						continue
+					}
+					mu.Lock()
+					for _, c := range k.counts {
+						want[c]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	topoWaitFor(t, 5*time.Second, "Run to flush every count", func() bool {
+		for _, nd := range nodes {
+			if nd.b.flusher.flushed.Load() != totalRequests(nd.b) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, nd := range nodes {
+		if err := nd.b.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if lost := nd.b.flusher.lostOnClose.Load(); lost != 0 {
+			t.Errorf("%d requests lost at Close", lost)
+		}
+	}
+	served := topoSnapshotCounts(nodes[0].b, nodes[1].b)
+	topoCompare(t, "in-process counts vs what the clients were served", served, want)
+	fleet := &Fleet{Redis: newClient(t), Prefix: prefix}
+	rep, err := fleet.Report(ctx, time.Now(), time.Time{}, nil)
+	if err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	topoCompare(t, "fleet report vs served", topoReportCounts(rep), want)
+	if rep.DistinctSessions != nSessions {
+		t.Errorf("distinct sessions: got %d, want %d", rep.DistinctSessions, nSessions)
+	}
+	t.Logf("report: %+v", rep.Totals)
+
+	// Every fleet key lives in the slot of the hash tag, on one master.
+	rdb := nodes[0].rdb
+	perMaster := topoKeysPerMaster(t, rdb, "{"+prefix+"}:*")
+	if len(perMaster) != 1 {
+		t.Errorf("fleet keys on %d masters, want 1: %v", len(perMaster), perMaster)
+	}
+	var fleetKeys []string
+	if err := topoForEachMaster(ctx, rdb, func(ctx context.Context, m *redis.Client) error {
+		ks, err := m.Keys(ctx, "{"+prefix+"}:*").Result()
+		mu.Lock()
+		fleetKeys = append(fleetKeys, ks...)
+		mu.Unlock()
+		return err
+	}); err != nil {
+		t.Fatalf("list fleet keys: %v", err)
+	}
+	sort.Strings(fleetKeys)
+	for _, want := range []string{":h:", ":seq:a:", ":seq:b:", ":s:", ":effective"} {
+		found := false
+		for _, k := range fleetKeys {
+			found = found || strings.Contains(k, want)
+		}
+		if !found {
+			t.Errorf("no fleet key with %q in %v", want, fleetKeys)
+		}
+	}
+	if !cluster {
+		return
+	}
+	tagSlot := rdb.ClusterKeySlot(ctx, "{"+prefix+"}").Val()
+	for _, k := range fleetKeys {
+		if s := rdb.ClusterKeySlot(ctx, k).Val(); s != tagSlot {
+			t.Errorf("key %s in slot %d, want the tag's slot %d", k, s, tagSlot)
+		}
+	}
+	// Without the shared tag the same script is refused: the tag is what
+	// makes the multi-key flush legal on a cluster.
+	seqKey, hourKey := "sbtopo:seq:x", "sbtopo:h:x"
+	if a, b := rdb.ClusterKeySlot(ctx, seqKey).Val(), rdb.ClusterKeySlot(ctx, hourKey).Val(); a == b {
+		t.Fatalf("test keys %s and %s share slot %d; pick others", seqKey, hourKey, a)
+	}
+	err = flushScript.Run(ctx, rdb, []string{seqKey, hourKey}, 1, 60, "q\t/x\tdual\tsession", 1).Err()
+	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Errorf("flush script over two slots: %v, want CROSSSLOT", err)
+	}
+}
+
+// topoCountSessions: CountSessions walks every master with SCAN (no key
+// is on every node: one SCAN of one node would undercount) and matches the
+// prefix literally, glob characters included.
+func topoCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
+	ctx := context.Background()
+	rdb := newClient(t)
+	tests := []struct {
+		name   string
+		prefix string
+		decoys []string // keys an unescaped pattern would match
+	}{
+		{"plain prefix", "cnt_" + topoRandom() + "_", nil},
+		{"glob characters", "c*t?[1]_" + topoRandom() + "\\", []string{"cXXtY1_", "c*t?1_", "ct?[1]_"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newTestStore(t, rdb, func(c *redisstore.Config) { c.KeyPrefix = tc.prefix })
+			const saved, removed = 40, 7
+			var ids []string
+			for i := range saved {
+				_, id := saveSession(t, store, testUser(strconv.Itoa(i)))
+				ids = append(ids, id)
+			}
+			for _, id := range ids[:removed] {
+				if err := store.Delete(ctx, id); err != nil {
+					t.Fatalf("Delete: %v", err)
+				}
+			}
+			for i, d := range tc.decoys {
+				for j := range 5 {
+					if err := rdb.Set(ctx, fmt.Sprintf("%s%d-%d", d, i, j), "x", time.Minute).Err(); err != nil {
+						t.Fatalf("SET decoy: %v", err)
+					}
+				}
+			}
+			got, err := (&Fleet{Redis: rdb}).CountSessions(ctx, tc.prefix)
+			if err != nil {
+				t.Fatalf("CountSessions: %v", err)
+			}
+			if got != saved-removed {
+				t.Errorf("CountSessions(%q): got %d, want %d", tc.prefix, got, saved-removed)
+			}
+			perMaster := topoKeysPerMaster(t, rdb, escapeGlob(tc.prefix)+"*")
+			if cluster {
+				var most int64
+				for _, n := range perMaster {
+					most = max(most, n)
+				}
+				if len(perMaster) < 2 || most >= saved-removed {
+					t.Errorf("sessions per master %v: want them spread, so that one node's SCAN undercounts", perMaster)
+				}
+			}
+		})
+	}
+}
+
+// topoRevocations: a logout on instance A (session deleted, sid and jti
+// revoked) is refused by instance B within 2s, without B calling Redis on
+// the request path; the message goes through pub/sub on the topology (a
+// third client subscribed to the channel receives it).
+func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
+	ctx := context.Background()
+	const prefix = "sbtopo-revoke"
+	key := newTestKey(t)
+	var nodes []*topoNode
+	for _, name := range []string{"a", "b"} {
+		rdb := newClient(t)
+		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
+			c.Redis = rdb
+			c.RedisPrefix = prefix
+			c.InstanceID = name
+		}))
+	}
+	a, b := nodes[0], nodes[1]
+
+	// An independent subscriber: proof that PUBLISH reaches subscribers on
+	// this topology (on a cluster it is sent to a random node and
+	// broadcast by the cluster bus).
+	sub := newClient(t).Subscribe(ctx, newKeys(prefix).revoked())
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	msgs := sub.Channel()
+
+	for _, nd := range nodes {
+		topoRun(t, nd.b)
+	}
+	sess, _ := saveSession(t, a.store, testUser("7"))
+	r := do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, sess)
+	jwtCookie := r.cookie(DefaultCookieName)
+	if r.StatusCode != http.StatusOK || jwtCookie == nil {
+		t.Fatalf("conversion on A: %d, cookie %v", r.StatusCode, cookiesDesc(jwtCookie))
+	}
+	bearerTok := mintTestToken(t, a.b, "8", nil)
+	jwtCookie = &http.Cookie{Name: DefaultCookieName, Value: jwtCookie.Value}
+	for _, tc := range []struct {
+		name   string
+		hdr    http.Header
+		cookie *http.Cookie
+		source string
+	}{
+		{"jwt cookie", nil, jwtCookie, "jwt_cookie"},
+		{"bearer", bearer(bearerTok), nil, "jwt_bearer"},
+	} {
+		var cs []*http.Cookie
+		if tc.cookie != nil {
+			cs = append(cs, tc.cookie)
+		}
+		if r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...); r.StatusCode != http.StatusOK || r.identity(t).Source != tc.source {
+			t.Fatalf("%s on B before logout: %d %s", tc.name, r.StatusCode, r.Body)
+		}
+	}
+
+	// Log out on A: the converted user (JWT cookie and session cookie),
+	// then the bearer user.
+	for _, req := range []*http.Request{
+		func() *http.Request {
+			req := httptest.NewRequest(http.MethodPost, "/logout", nil)
+			req.AddCookie(jwtCookie)
+			req.AddCookie(sess)
+			return req
+		}(),
+		func() *http.Request {
+			req := httptest.NewRequest(http.MethodPost, "/logout", nil)
+			req.Header.Set("Authorization", "Bearer "+bearerTok)
+			return req
+		}(),
+	} {
+		if err := a.b.Logout(httptest.NewRecorder(), req); err != nil {
+			t.Fatalf("Logout on A: %v", err)
+		}
+	}
+	loggedOut := time.Now()
+
+	resetCalls := b.calls.n.Load()
+	for _, tc := range []struct {
+		name   string
+		hdr    http.Header
+		cookie *http.Cookie
+		reason string
+	}{
+		{"jwt cookie", nil, jwtCookie, "jwt_cookie_revoked"},
+		{"bearer", bearer(bearerTok), nil, "bearer_revoked"},
+	} {
+		var cs []*http.Cookie
+		if tc.cookie != nil {
+			cs = append(cs, tc.cookie)
+		}
+		var last *testResponse
+		topoWaitFor(t, 2*time.Second, tc.name+" refused on B", func() bool {
+			last = do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...)
+			return last.StatusCode == http.StatusUnauthorized
+		})
+		if last.reason() != tc.reason {
+			t.Errorf("%s on B: reason %q, want %q", tc.name, last.reason(), tc.reason)
+		}
+		t.Logf("%s refused on B %v after the logout on A", tc.name, time.Since(loggedOut).Round(time.Millisecond))
+	}
+	if n := b.calls.n.Load() - resetCalls; n != 0 {
+		t.Errorf("B sent %d Redis commands on the request path of JWT requests, want 0", n)
+	}
+	// The session is gone for B too.
+	if r := do(t, b.c, http.MethodGet, b.ts.URL+"/dual", nil, sess); r.StatusCode != http.StatusUnauthorized || r.reason() != "session_unknown" {
+		t.Errorf("session on B after logout: %d %q, want 401 session_unknown", r.StatusCode, r.reason())
+	}
+	// Pub/sub carried both revocations.
+	seen := map[string]bool{}
+	timeout := time.After(2 * time.Second)
+	for !seen["sid"] || !seen["jti"] {
+		select {
+		case m := <-msgs:
+			kind, _, _ := strings.Cut(m.Payload, ":")
+			seen[kind] = true
+		case <-timeout:
+			t.Fatalf("revocation messages received: %v, want sid and jti", seen)
+		}
+	}
+}
+
+// topoModes: Fleet.SetMode on the topology is applied by running bridges
+// within their ModeRefreshInterval, published as effective modes, and
+// ResetMode returns the route to its configured mode.
+func topoModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
+	ctx := context.Background()
+	const prefix = "sbtopo-modes"
+	key := newTestKey(t)
+	var nodes []*topoNode
+	for _, name := range []string{"a", "b"} {
+		rdb := newClient(t)
+		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
+			c.Redis = rdb
+			c.RedisPrefix = prefix
+			c.InstanceID = name
+			c.ModeRefreshInterval = 20 * time.Millisecond
+			c.FlushInterval = 20 * time.Millisecond
+		}))
+	}
+	for _, nd := range nodes {
+		topoRun(t, nd.b)
+	}
+	sess, _ := saveSession(t, nodes[0].store, testUser("9"))
+	fleet := &Fleet{Redis: newClient(t), Prefix: prefix}
+
+	steps := []struct {
+		name   string
+		change func() error
+		mode   Mode
+		status int
+		reason string
+	}{
+		{"set jwt", func() error { return fleet.SetMode(ctx, "/legacy", JWT) }, JWT, 401, "session_on_jwt_route"},
+		{"set dual", func() error { return fleet.SetMode(ctx, "/legacy", Dual) }, Dual, 200, ""},
+		{"reset", func() error { return fleet.ResetMode(ctx, "/legacy") }, Legacy, 200, ""},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if err := st.change(); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			changed := time.Now()
+			topoWaitFor(t, 2*time.Second, "both instances in mode "+st.mode.String(), func() bool {
+				return nodes[0].b.Mode("/legacy") == st.mode && nodes[1].b.Mode("/legacy") == st.mode
+			})
+			t.Logf("applied by both instances in %v", time.Since(changed).Round(time.Millisecond))
+			for _, nd := range nodes {
+				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/legacy", nil, sess)
+				if r.StatusCode != st.status || r.reason() != st.reason {
+					t.Errorf("session on /legacy in %v: %d %q, want %d %q", st.mode, r.StatusCode, r.reason(), st.status, st.reason)
+				}
+			}
+			topoWaitFor(t, 2*time.Second, "the effective mode published", func() bool {
+				m, err := fleet.EffectiveModes(ctx)
+				return err == nil && m["/legacy"] == st.mode.String()
+			})
+			overrides, err := fleet.Modes(ctx)
+			if err != nil {
+				t.Fatalf("Modes: %v", err)
+			}
+			if m, ok := overrides["/legacy"]; ok != (st.name != "reset") || (ok && m != st.mode) {
+				t.Errorf("overrides %v after %s", overrides, st.name)
+			}
+		})
+	}
+}
+
+// TestSentinelFailover: two instances and their stores on failover
+// clients, traffic running, the master killed. Session requests get 503
+// (Retry-After) during the failover — never 401, never a silent anonymous
+// — and 200 again after it; bearer requests are never affected. The fleet
+// counts after the failover equal what was served minus exactly the
+// batches the old master acknowledged but had not replicated when it died
+// (measured: the seq keys on the replica at the moment of the kill say
+// which batches survived); those were all sent within the replication
+// lag before the kill (asserted: 1.5s).
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	start := time.Now()
+	s := redistest.NewSentinel(t)
+	t.Logf("sentinel ready in %v", time.Since(start).Round(time.Millisecond))
+	key := newTestKey(t)
+
+	type instance struct {
+		nd  *topoNode
+		rec *flushRecorder
+	}
+	var ins []instance
+	for _, name := range []string{"web-a", "web-b"} {
+		rdb := s.Client(t)
+		rec := new(flushRecorder)
+		rdb.AddHook(rec)
+		nd := newTopoNode(t, rdb, key, func(c *Config) {
+			c.Redis = rdb
+			c.InstanceID = name
+			c.FlushInterval = 50 * time.Millisecond
+			c.FlushTimeout = 500 * time.Millisecond
+			c.ModeRefreshInterval = 200 * time.Millisecond
+		})
+		ins = append(ins, instance{nd, rec})
+	}
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = replica.Close() })
+
+	// Sessions saved before the failover, and replicated (what a failover
+	// keeps is what the replica has).
+	const nSessions = 8
+	var cookies []*http.Cookie
+	var sessionKeys []string
+	var secrets []string
+	for i := range nSessions {
+		st := ins[i%2].nd.store
+		c, id := saveSession(t, st, testUser(strconv.Itoa(i)))
+		cookies = append(cookies, c)
+		sessionKeys = append(sessionKeys, st.Key(id))
+		secrets = append(secrets, c.Value, id)
+	}
+	// (Redis 7 waits repl-diskless-sync-delay, 5s, before the replica's
+	// first sync.)
+	topoWaitFor(t, 15*time.Second, "sessions replicated", func() bool {
+		n, err := replica.Exists(ctx, sessionKeys...).Result()
+		return err == nil && n == nSessions
+	})
+	bearerTok := mintTestToken(t, ins[0].nd.b, "jwt-user", nil)
+	for _, in := range ins {
+		topoRun(t, in.nd.b)
+	}
+
+	type outcome struct {
+		inst   int
+		kind   string
+		sent   time.Time // when the request was sent
+		at     time.Time // when the answer came
+		dur    time.Duration
+		status int
+		reason string
+		source string
+		retry  string
+		err    error
+	}
+	var (
+		mu   sync.Mutex
+		outs []outcome
+		stop = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	for i, in := range ins {
+		for w := range 3 {
+			wg.Go(func() {
+				for n := 0; ; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					kind := [...]string{"session", "bearer", "session", "anonymous"}[(n+w)%4]
+					path := "/dual"
+					if kind == "anonymous" {
+						path = "/legacy"
+					}
+					sent := time.Now()
+					r := topoDo(in.nd.c, in.nd.ts.URL+path, func(req *http.Request) {
+						switch kind {
+						case "session":
+							req.AddCookie(cookies[(n+w+i)%nSessions])
+						case "bearer":
+							req.Header.Set("Authorization", "Bearer "+bearerTok)
+						}
+					})
+					o := outcome{inst: i, kind: kind, sent: sent, at: time.Now(), dur: r.dur, status: r.status, err: r.err,
+						reason: r.reason, source: r.source, retry: r.hdr.Get("Retry-After")}
+					mu.Lock()
+					outs = append(outs, o)
+					mu.Unlock()
+					time.Sleep(5 * time.Millisecond)
+				}
+			})
+		}
+	}
+	stopTraffic := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			wg.Wait()
+		}
+	}
+	defer stopTraffic()
+
+	// The replication stream is live: the replica has batches of both
+	// instances. Then traffic goes on for longer than the loss window
+	// asserted below, so that the bound says something.
+	trafficStart := time.Now()
+	topoWaitFor(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
+		for _, in := range ins {
+			if n, err := replica.Exists(ctx, in.nd.b.flusher.seqKey).Result(); err != nil || n != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(max(300*time.Millisecond, 2*time.Second-time.Since(trafficStart)))
+	killStart := time.Now()
+	s.KillMaster()
+	killed := time.Now()
+	// The replica cannot be promoted before 1s of silence: read what it
+	// holds now, once it has drained the replication stream still in its
+	// socket. Each run's seq key is the last batch of that run it has.
+	// Still a replica after the read: nobody could have written to it.
+	time.Sleep(150 * time.Millisecond)
+	replicaSeq := map[int]uint64{}
+	for i, in := range ins {
+		v, err := replica.Get(ctx, in.nd.b.flusher.seqKey).Uint64()
+		if err != nil && err != redis.Nil {
+			t.Fatalf("replica GET seq: %v", err)
+		}
+		replicaSeq[i] = v
+	}
+	if role, err := replica.Do(ctx, "ROLE").Slice(); err != nil || len(role) == 0 || role[0] != "slave" {
+		t.Fatalf("replica ROLE after reading its seq keys: %v (%v), want slave: promoted too early to measure", role, err)
+	}
+
+	recoveredAfter := func(i int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range outs {
+			// Sent after the kill: an answer from the old master
+			// may arrive after it.
+			if o.inst == i && o.kind == "session" && o.status == http.StatusOK && o.sent.After(killed) {
+				return true
+			}
+		}
+		return false
+	}
+	topoWaitFor(t, 30*time.Second, "session requests served again after the failover", func() bool {
+		return recoveredAfter(0) && recoveredAfter(1)
+	})
+	recovered := time.Now()
+	// The leader sentinel knows the new master at once, the others within
+	// a hello period (2s); CurrentMaster asks the first.
+	topoWaitFor(t, 5*time.Second, "the sentinels to name the former replica master", func() bool {
+		m, err := s.CurrentMaster(ctx)
+		return err == nil && m == s.Replica
+	})
+	time.Sleep(300 * time.Millisecond)
+	stopTraffic()
+
+	// What the clients saw.
+	want := map[string]uint64{}
+	var n503, nSession, nBearer int
+	var first503, last503 time.Time
+	var maxSessionDur time.Duration
+	for _, o := range outs {
+		if o.err != nil {
+			t.Errorf("%s request on instance %d: %v", o.kind, o.inst, o.err)
+			continue
+		}
+		if o.dur > 5*time.Second { // the store's deadline is 500ms; slack for a loaded machine
+			t.Errorf("%s request on instance %d took %v", o.kind, o.inst, o.dur)
+		}
+		switch o.kind {
+		case "session":
+			nSession++
+			maxSessionDur = max(maxSessionDur, o.dur)
+			switch {
+			case o.status == http.StatusOK && o.source == "session":
+				want["/dual session"]++
+				want["/dual converted"]++
+			case o.status == http.StatusServiceUnavailable && o.retry != "" && o.reason == "session_store_unavailable":
+				n503++
+				if first503.IsZero() {
+					first503 = o.at
+				}
+				last503 = o.at
+				want["/dual rejected"]++
+				want["/dual reason=session_store_unavailable"]++
+				if o.at.Before(killStart) {
+					t.Errorf("503 before the master was killed")
+				}
+			default:
+				t.Errorf("session request at kill%+v: status %d source %q reason %q Retry-After %q; want 200 session or 503 with Retry-After",
+					o.at.Sub(killed).Round(time.Millisecond), o.status, o.source, o.reason, o.retry)
+			}
+		case "bearer":
+			nBearer++
+			if o.status != http.StatusOK || o.source != "jwt_bearer" {
+				t.Errorf("bearer request at kill%+v: status %d source %q; want 200 jwt_bearer", o.at.Sub(killed).Round(time.Millisecond), o.status, o.source)
+			}
+			want["/dual jwt_bearer"]++
+		case "anonymous":
+			if o.status != http.StatusOK {
+				t.Errorf("anonymous request: status %d", o.status)
+			}
+			want["/legacy anonymous"]++
+		}
+	}
+	if n503 == 0 {
+		t.Error("no session request hit the failover (no 503): the test did not exercise it")
+	}
+
+	// Revocation after the failover: pub/sub and the resync follow the
+	// new master. A session converted on A, logged out on A, is refused
+	// by B within 2s.
+	a, b := ins[0].nd, ins[1].nd
+	r := do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, cookies[0])
+	jwtCookie := r.cookie(DefaultCookieName)
+	if r.StatusCode != http.StatusOK || jwtCookie == nil {
+		t.Fatalf("conversion on A after the failover: %d %s", r.StatusCode, cookiesDesc(jwtCookie))
+	}
+	want["/dual session"]++
+	want["/dual converted"]++
+	jwtCookie = &http.Cookie{Name: DefaultCookieName, Value: jwtCookie.Value}
+	secrets = append(secrets, jwtCookie.Value)
+	if r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie); r.StatusCode != http.StatusOK {
+		t.Fatalf("JWT cookie on B before logout: %d", r.StatusCode)
+	}
+	want["/jwt jwt_cookie"]++
+	req := httptest.NewRequest(http.MethodPost, "/logout", nil)
+	req.AddCookie(jwtCookie)
+	req.AddCookie(cookies[0])
+	if err := a.b.Logout(httptest.NewRecorder(), req); err != nil {
+		t.Fatalf("Logout on A after the failover: %v", err)
+	}
+	loggedOut := time.Now()
+	topoWaitFor(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
+		r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie)
+		if r.StatusCode == http.StatusOK {
+			want["/jwt jwt_cookie"]++
+			return false
+		}
+		want["/jwt rejected"]++
+		want["/jwt reason="+r.reason()]++
+		return r.StatusCode == http.StatusUnauthorized && r.reason() == "jwt_cookie_revoked"
+	})
+	revokedAfter := time.Since(loggedOut)
+
+	var bs []*Bridge
+	for _, in := range ins {
+		if err := in.nd.b.Close(); err != nil {
+			t.Errorf("Close after the failover: %v", err)
+		}
+		if lost := in.nd.b.flusher.lostOnClose.Load(); lost != 0 {
+			t.Errorf("%d requests lost at Close", lost)
+		}
+		bs = append(bs, in.nd.b)
+		checkNoSecrets(t, logsOf(in.nd.b).String(), secrets...)
+	}
+	served := topoSnapshotCounts(bs...)
+	topoCompare(t, "in-process counts vs what the clients were served", served, want)
+
+	// The loss: batches the old master acknowledged whose sequence number
+	// the replica never got. A flush sent before the old master died was
+	// acknowledged by it if at all (the new master takes over 1s or more
+	// later; a flush gives up after FlushTimeout, 500ms); one sent after
+	// cannot have reached it.
+	//
+	// Why there can be a loss, and its bound: Redis replicates
+	// asynchronously, so the old master acknowledges a batch before the
+	// replica has it, and a batch still in the replication stream when
+	// the master dies is gone (the seq key goes with it, so nothing is
+	// re-sent: the flusher moved on). Everything else is exact: batches
+	// that failed in the failover are re-sent and applied once, batches
+	// the replica has are never applied twice. So the loss is exactly the
+	// batches acknowledged within the replication lag before the kill. On
+	// an idle machine that lag is below one FlushInterval (0 or 1 batch
+	// per instance, measured 0); on a loaded one, measured up to ~0.6s. The
+	// test asserts the exact accounting and that the lost batches were
+	// all sent within lossWindow before the kill: a replica further behind
+	// than that on loopback is broken, not slow. (Deployments that need a
+	// bound by configuration set min-replicas-to-write 1 and
+	// min-replicas-max-lag on the master: it then refuses the flush, which
+	// is kept and re-sent, instead of acknowledging what it cannot
+	// replicate.)
+	const lossWindow = 1500 * time.Millisecond
+	lost := map[string]uint64{}
+	var lostRequests uint64
+	lastAcked := map[int]uint64{}
+	lostBatches := map[int]int{}
+	for i, in := range ins {
+		var batches int
+		var acked uint64
+		for _, a := range in.rec.acked() {
+			acked += a.requests
+			oldMaster := a.sent.Before(killed)
+			if oldMaster {
+				lastAcked[i] = max(lastAcked[i], a.seq)
+			}
+			if oldMaster && a.seq > replicaSeq[i] {
+				batches++
+				if d := killed.Sub(a.sent); d > lossWindow {
+					t.Errorf("instance %d lost batch %d sent %v before the kill, want within %v (replication lag)", i, a.seq, d, lossWindow)
+				}
+				for k, v := range a.counts {
+					lost[k] += v
+				}
+				lostRequests += a.requests
+			}
+		}
+		lostBatches[i] = batches
+		// The recorder saw every batch: together they are everything the
+		// instance served (Close flushed the rest).
+		if total := totalRequests(in.nd.b); acked != total {
+			t.Errorf("instance %d: acknowledged batches hold %d requests, served %d", i, acked, total)
+		}
+		if lastAcked[i] == 0 {
+			t.Errorf("instance %d: no batch acknowledged before the kill; the loss measurement is void", i)
+		}
+	}
+	expect := map[string]uint64{}
+	for k, v := range served {
+		if v > lost[k] {
+			expect[k] = v - lost[k]
+		}
+	}
+	fleet := &Fleet{Redis: s.Client(t)}
+	rep, err := fleet.Report(ctx, time.Now(), time.Time{}, nil)
+	if err != nil {
+		t.Fatalf("Report after the failover: %v", err)
+	}
+	topoCompare(t, "fleet report after the failover vs served minus the unreplicated batches", topoReportCounts(rep), expect)
+	var total uint64
+	for _, b := range bs {
+		total += totalRequests(b)
+	}
+	t.Logf("failover: %d requests (%d session, %d bearer); master killed, first 503 after %v, last 503 after %v, "+
+		"sessions served again after %v (%d × 503, slowest session request %v); "+
+		"lost in the failover: %d requests, batches per instance %v (last batch acknowledged by the old master %v, on the replica %v); "+
+		"a logout on A refused by B %v later",
+		total, nSession, nBearer, first503.Sub(killed).Round(time.Millisecond), last503.Sub(killed).Round(time.Millisecond),
+		recovered.Sub(killed).Round(time.Millisecond), n503, maxSessionDur.Round(time.Millisecond), lostRequests, lostBatches, lastAcked, replicaSeq, revokedAfter.Round(time.Millisecond))
+}
+
+// TestClusterCountSessionsManyMasters: CountSessions returns, with the
+// right count, on a cluster of more masters than it runs concurrently in a
+// small buffer. The 65 "masters" are TCP forwarders to one real server,
+// described to go-redis with ClusterSlots: ForEachMaster calls back 65
+// times at once, and each SCAN sees every session once.
+func TestClusterCountSessionsManyMasters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := redistest.New(t)
+	rdb := srv.Client()
+	const masters, sessions = 65, 3
+	for i := range sessions {
+		if err := rdb.Set(ctx, "session_many"+strconv.Itoa(i), "x", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var slots []redis.ClusterSlot
+	for i := range masters {
+		addr := topoForwarder(t, srv.Addr)
+		lo := i * 16384 / masters
+		hi := (i+1)*16384/masters - 1
+		slots = append(slots, redis.ClusterSlot{Start: lo, End: hi, Nodes: []redis.ClusterNode{{Addr: addr}}})
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		ClusterSlots:          func(context.Context) ([]redis.ClusterSlot, error) { return slots, nil },
+		ContextTimeoutEnabled: true,
+		DialTimeout:           time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	t.Cleanup(func() { _ = cc.Close() })
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := (&Fleet{Redis: cc}).CountSessions(ctx, "session_many")
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != masters*sessions {
+			t.Errorf("CountSessions over %d masters: %d, %v; want %d (each forwarder sees the %d sessions)", masters, r.n, r.err, masters*sessions, sessions)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("CountSessions over %d masters did not return in 10s", masters)
+	}
+}
+
+// topoForwarder listens on loopback and forwards every connection to
+// addr; it returns its own address.
+func topoForwarder(t testing.TB, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("forwarder: %v", err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// --- helpers shared with faults_test.go ---
+
+// topoNode is one instance: a Bridge with a redisstore.Store on rdb, the
+// router of newTestRouter behind a plain httptest server, and a counter of
+// the Redis commands sent on the request path (calls).
+type topoNode struct {
+	b     *Bridge
+	store *redisstore.Store
+	rdb   redis.UniversalClient
+	ts    *httptest.Server
+	c     *http.Client
+	calls *requestCalls
+}
+
+// newTopoNode builds an instance on rdb signing with key; Sessions is
+// StoreSource(store) unless mod changes it.
+func newTopoNode(t testing.TB, rdb redis.UniversalClient, key *Key, mod func(*Config)) *topoNode {
+	t.Helper()
+	nd := &topoNode{rdb: rdb, calls: new(requestCalls)}
+	rdb.AddHook(nd.calls)
+	nd.store = newTestStore(t, rdb, nil)
+	router := newTestRouter(nd.store)
+	nd.b = newTestBridge(t, func(c *Config) {
+		c.SigningKey = key
+		c.Sessions = StoreSource(nd.store, testSessionName)
+		c.Routes = testRoutes
+		c.Router = router
+		if mod != nil {
+			mod(c)
+		}
+	})
+	router.Use(nd.b.Middleware)
+	nd.ts = httptest.NewServer(markRequests(router))
+	t.Cleanup(nd.ts.Close)
+	nd.c = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return nd
+}
+
+// topoRun runs b until the test ends (then Close).
+func topoRun(t testing.TB, b *Bridge) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = b.Close()
+	})
+}
+
+// requestKey marks the context of requests served by a test server, so
+// that requestCalls counts the Redis commands of the request path only
+// (not those of Run's flushes, mode refreshes and revocation resyncs).
+type requestKey struct{}
+
+func markRequests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, true)))
+	})
+}
+
+// requestCalls is a go-redis hook counting the commands (and dials) made
+// with a request's context.
+type requestCalls struct{ n atomic.Int64 }
+
+func (h *requestCalls) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if ctx.Value(requestKey{}) != nil {
+			h.n.Add(1)
+		}
+		return next(ctx, network, addr)
+	}
+}
+
+func (h *requestCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if ctx.Value(requestKey{}) != nil {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *requestCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if ctx.Value(requestKey{}) != nil {
+			h.n.Add(int64(len(cmds)))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// flushRecorder is a go-redis hook recording the counter batches Redis
+// acknowledged (flush pipelines that returned without error).
+type flushRecorder struct {
+	mu   sync.Mutex
+	acks []flushAck
+}
+
+type flushAck struct {
+	seqKey   string
+	seq      uint64
+	sent     time.Time         // when the pipeline was handed to go-redis
+	counts   map[string]uint64 // in topoCounts keys
+	requests uint64
+}
+
+func (h *flushRecorder) acked() []flushAck {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]flushAck(nil), h.acks...)
+}
+
+func (h *flushRecorder) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *flushRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *flushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		sent := time.Now()
+		err := next(ctx, cmds)
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			// eval, script, numkeys, seq key, hour key, seq, ttl, fields…
+			args := c.Args()
+			if c.Name() != "eval" || len(args) < 7 || !strings.Contains(fmt.Sprint(args[3]), ":seq:") {
+				continue
+			}
+			seq, _ := strconv.ParseUint(fmt.Sprint(args[5]), 10, 64)
+			a := flushAck{seqKey: fmt.Sprint(args[3]), seq: seq, sent: sent, counts: map[string]uint64{}}
+			for i := 7; i+1 < len(args); i += 2 {
+				n, _ := strconv.ParseUint(fmt.Sprint(args[i+1]), 10, 64)
+				k, isRequest := topoFieldKey(fmt.Sprint(args[i]))
+				a.counts[k] += n
+				if isRequest {
+					a.requests += n
+				}
+			}
+			h.mu.Lock()
+			h.acks = append(h.acks, a)
+			h.mu.Unlock()
+		}
+		return nil
+	}
+}
+
+// topoFieldKey maps a field of an hourly hash to its topoCounts key.
+func topoFieldKey(field string) (key string, request bool) {
+	p := strings.Split(field, fieldSep)
+	switch {
+	case p[0] == fieldRequest && len(p) == 4:
+		return p[1] + " " + p[3], true
+	case p[0] == fieldConverted && len(p) == 2:
+		return p[1] + " converted", false
+	case p[0] == fieldRetired && len(p) == 2:
+		return p[1] + " retired", false
+	case p[0] == fieldRejection && len(p) == 3:
+		return p[1] + " reason=" + p[2], false
+	}
+	return "unparsed " + field, false
+}
+
+// topoCounts are counters by "route source", "route converted", "route
+// retired" and "route reason=R", without zeros: the common ground of the
+// in-process snapshot, the fleet report and the clients' tally.
+type topoCounts = map[string]uint64
+
+func topoSnapshotCounts(bs ...*Bridge) topoCounts {
+	m := topoCounts{}
+	for _, b := range bs {
+		for _, rc := range b.Snapshot() {
+			for s, n := range rc.BySource() {
+				if n > 0 {
+					m[rc.Route+" "+Source(s).String()] += n
+				}
+			}
+			if rc.Conversions > 0 {
+				m[rc.Route+" converted"] += rc.Conversions
+			}
+			if rc.Retired > 0 {
+				m[rc.Route+" retired"] += rc.Retired
+			}
+			for r, n := range rc.Rejections {
+				if n > 0 {
+					m[rc.Route+" reason="+Reason(r).String()] += n
+				}
+			}
+		}
+	}
+	return m
+}
+
+func topoReportCounts(rep *Report) topoCounts {
+	m := topoCounts{}
+	for _, r := range rep.Routes {
+		for s, n := range map[Source]uint64{
+			SourceSession: r.Counts.Session, SourceJWTCookie: r.Counts.JWTCookie, SourceJWTBearer: r.Counts.JWTBearer,
+			SourceAnonymous: r.Counts.Anonymous, SourceRejected: r.Counts.Rejected,
+		} {
+			if n > 0 {
+				m[r.Route+" "+s.String()] += n
+			}
+		}
+		if r.Converted > 0 {
+			m[r.Route+" converted"] += r.Converted
+		}
+		if r.Retired > 0 {
+			m[r.Route+" retired"] += r.Retired
+		}
+		for reason, n := range r.Rejections {
+			if n > 0 {
+				m[r.Route+" reason="+reason] += n
+			}
+		}
+	}
+	return m
+}
+
+// topoCompare fails with every counter where got and want differ.
+func topoCompare(t testing.TB, what string, got, want topoCounts) {
+	t.Helper()
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		if got[k] != want[k] {
+			t.Errorf("%s: %s: got %d, want %d", what, k, got[k], want[k])
+		}
+	}
+}
+
+// topoResp is an answer read without failing the test (for goroutines).
+type topoResp struct {
+	status int
+	hdr    http.Header
+	reason string // WriteError's reason
+	source string // identityHandler's source
+	dur    time.Duration
+	err    error
+}
+
+// topoDo sends a GET to url, prepared by prep.
+func topoDo(c *http.Client, url string, prep func(*http.Request)) topoResp {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return topoResp{err: err}
+	}
+	prep(req)
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return topoResp{err: err, dur: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	var body struct{ Reason, Source string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return topoResp{status: resp.StatusCode, hdr: resp.Header, reason: body.Reason, source: body.Source, dur: time.Since(start)}
+}
+
+// topoWaitFor polls cond every 10ms until it holds, failing after d.
+func topoWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// topoForEachMaster runs fn on every master of a cluster client, or on
+// the client itself.
+func topoForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("unexpected client %T", c)
+}
+
+// topoKeysPerMaster counts the keys matching pattern on each master that
+// has any.
+func topoKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
+	t.Helper()
+	var mu sync.Mutex
+	out := map[string]int64{}
+	err := topoForEachMaster(context.Background(), c, func(ctx context.Context, m *redis.Client) error {
+		var n int64
+		iter := m.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		if n > 0 {
+			mu.Lock()
+			out[m.Options().Addr] = n
+			mu.Unlock()
+		}
+		return iter.Err()
+	})
+	if err != nil {
+		t.Fatalf("scan %q on the masters: %v", pattern, err)
+	}
+	return out
+}
+
+func topoSum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// topoSessionCookie is a valid legacy cookie (testKeyPairs) naming id,
+// whether or not a session with that ID exists.
+func topoSessionCookie(t testing.TB, id string) *http.Cookie {
+	t.Helper()
+	v, err := securecookie.EncodeMulti(testSessionName, id, securecookie.CodecsFromPairs(testKeyPairs()...)...)
+	if err != nil {
+		t.Fatalf("encode cookie: %v", err)
+	}
+	return &http.Cookie{Name: testSessionName, Value: v}
+}
+
+func topoRandom() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
