@@ -42,9 +42,9 @@ LOAD_DURATION ?= 50s
 loadtest: deps
 	LOAD_DURATION=$(LOAD_DURATION) $(GO) test -count=1 -run '^TestLoad$$' -v -timeout 5m ./legacyapp/cmd/legacyapp/
 
-## bench: the benchmarks
+## bench: the benchmarks of the library and of its peers (examples/bench), side by side, summarised with benchstat
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	GO=$(GO) BENCHTIME=$(BENCHTIME) scripts/bench.sh
 
 ## bench-http: wrk against the demo: BRIDGE=off vs observe vs JWT cookie, alternating, 3 rounds
 bench-http: deps

@@ -84,13 +84,17 @@ func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 	s.Lock()
 	defer s.Unlock()
 	if len(s.m) >= c.perShard {
+		// Make room for an eighth of the shard at once, expired entries
+		// first, so that the scan is paid once per perShard/8 inserts
+		// rather than on every insert into a full shard.
+		room := c.perShard - max(c.perShard/8, 1)
 		for k, old := range s.m {
 			if !now.Before(old.exp) {
 				delete(s.m, k)
 			}
 		}
 		for k := range s.m {
-			if len(s.m) < c.perShard {
+			if len(s.m) <= room {
 				break
 			}
 			delete(s.m, k)

@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"github.com/redis/go-redis/v9"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -16,13 +17,13 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("SET %s: %v", k, err)
 		}
 	}
-	n := 0
+	var n atomic.Int32 // ForEachMaster runs the callbacks concurrently
 	err := cl.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n++
+		n.Add(1)
 		return nil
 	})
-	if err != nil || n != 3 {
-		t.Errorf("masters: got %d (%v), want 3", n, err)
+	if err != nil || n.Load() != 3 {
+		t.Errorf("masters: got %d (%v), want 3", n.Load(), err)
 	}
 }
 
