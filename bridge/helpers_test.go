@@ -38,6 +38,7 @@ import (
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -86,37 +87,19 @@ var testRoutes = Routes{
 	"/legacy/app": Legacy,
 }
 
-// logBuffer is a concurrency-safe buffer for slog output.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // newLogger returns a debug-level text logger writing into a new buffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	buf := new(logBuffer)
+func newLogger() (*slog.Logger, *syncbuf.Buffer) {
+	buf := new(syncbuf.Buffer)
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
-var bridgeLogs sync.Map // *Bridge → *logBuffer
+var bridgeLogs sync.Map // *Bridge → *syncbuf.Buffer
 
 // logsOf returns the buffer that newTestBridge or newTestEnv pointed b's
 // logger at (nil when the caller set its own Logger).
-func logsOf(b *Bridge) *logBuffer {
+func logsOf(b *Bridge) *syncbuf.Buffer {
 	v, _ := bridgeLogs.Load(b)
-	l, _ := v.(*logBuffer)
+	l, _ := v.(*syncbuf.Buffer)
 	return l
 }
 
@@ -290,7 +273,7 @@ type testEnv struct {
 	store *redisstore.Store
 	clock *testClock
 	b     *Bridge
-	logs  *logBuffer
+	logs  *syncbuf.Buffer
 	ts    *httptest.Server
 
 	mu      sync.Mutex

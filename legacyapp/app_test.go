@@ -1,8 +1,8 @@
 package legacyapp_test
 
 import (
-	"bytes"
 	"context"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +31,7 @@ type testEnv struct {
 	rdb   *redis.Client
 	store *redisstore.Store
 	url   string
-	logs  *lockedBuffer
+	logs  *syncbuf.Buffer
 }
 
 // newTestEnv starts the app for cfg; a nil cfg.Store means a redisstore on
@@ -52,7 +51,7 @@ func newTestEnv(t *testing.T, cfg legacyapp.Config) *testEnv {
 	if cfg.Store == nil {
 		cfg.Store = store
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := legacyapp.New(cfg)
 	if err != nil {
@@ -165,24 +164,6 @@ func (e *testEnv) setCookie(t *testing.T, c *http.Client, value string) {
 	t.Helper()
 	u, _ := url.Parse(e.url)
 	c.Jar.SetCookies(u, []*http.Cookie{{Name: legacyapp.DefaultSessionName, Value: value, Path: "/"}})
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestNewValidatesConfig(t *testing.T) {

@@ -41,6 +41,13 @@ func newStore(t *testing.T, c redis.UniversalClient, mod func(*redisstore.Config
 // save stores values under a new session with store and returns the cookie.
 func save(t *testing.T, store sessions.Store, values map[any]any) *http.Cookie {
 	t.Helper()
+	c, _ := saveID(t, store, values)
+	return c
+}
+
+// saveID is save that also returns the new session's ID.
+func saveID(t *testing.T, store sessions.Store, values map[any]any) (*http.Cookie, string) {
+	t.Helper()
 	r := httptest.NewRequest("GET", "/", nil)
 	w := httptest.NewRecorder()
 	s, err := store.New(r, "session")
@@ -57,7 +64,7 @@ func save(t *testing.T, store sessions.Store, values map[any]any) *http.Cookie {
 	if len(cookies) != 1 {
 		t.Fatalf("got %d cookies, want 1", len(cookies))
 	}
-	return cookies[0]
+	return cookies[0], s.ID
 }
 
 func load(store sessions.Store, c *http.Cookie) (*sessions.Session, error) {

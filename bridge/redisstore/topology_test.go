@@ -55,7 +55,7 @@ func TestTopologyStore(t *testing.T) {
 			var ss []saved
 			for i := range n {
 				values := map[any]any{"user_id": strconv.Itoa(i), "n": i, "roles": []string{"user", "r" + strconv.Itoa(i)}}
-				c, id := topoSave(t, store, values)
+				c, id := saveID(t, store, values)
 				ss = append(ss, saved{c, id, values})
 			}
 
@@ -186,7 +186,7 @@ func TestTopologyStore(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				// The promoted replica takes writes.
-				c, _ := topoSave(t, store, map[any]any{"user_id": "after"})
+				c, _ := saveID(t, store, map[any]any{"user_id": "after"})
 				if got, err := topoLoad(store, c); err != nil || got.IsNew || got.Values["user_id"] != "after" {
 					t.Errorf("session saved after the failover: IsNew %v, err %v", got.IsNew, err)
 				}
@@ -239,29 +239,6 @@ func topoStore(t *testing.T, c redis.UniversalClient) *redisstore.Store {
 		t.Fatalf("New: %v", err)
 	}
 	return s
-}
-
-// topoSave saves values under a new session and returns its cookie and
-// ID.
-func topoSave(t *testing.T, store *redisstore.Store, values map[any]any) (*http.Cookie, string) {
-	t.Helper()
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	w := httptest.NewRecorder()
-	s, err := store.New(r, "session")
-	if err != nil {
-		t.Fatalf("New session: %v", err)
-	}
-	for k, v := range values {
-		s.Values[k] = v
-	}
-	if err := s.Save(r, w); err != nil {
-		t.Fatalf("Save: %v", err)
-	}
-	cs := w.Result().Cookies()
-	if len(cs) != 1 {
-		t.Fatalf("got %d cookies, want 1", len(cs))
-	}
-	return cs[0], s.ID
 }
 
 // topoLoad loads the session of a cookie (uncached, as on a new request).

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func envFunc(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
@@ -88,7 +69,7 @@ func TestRun(t *testing.T) {
 			env := map[string]string{"ADDR": addr, "REDIS_URL": tt.redisURL(t), "LOG_LEVEL": "debug"}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			logs := &lockedBuffer{}
+			logs := &syncbuf.Buffer{}
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, envFunc(env), logs) }()
 			waitHealthy(t, base, done)
