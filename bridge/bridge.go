@@ -167,7 +167,7 @@ type Bridge struct {
 	ownKeys  []*Key
 	verifier *verifier
 	revoked  *denylist
-	sids     sidHash
+	sids     *sidHash
 	routes   *routeTable
 	counters *counters
 	rollout  atomic.Int32
@@ -314,7 +314,7 @@ func New(cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		cfg:      cfg,
 		revoked:  newDenylist(),
-		sids:     sidHash{key: cfg.SIDKey},
+		sids:     newSIDHash(cfg.SIDKey),
 		routes:   newRouteTable(cfg.Routes, cfg.DefaultMode),
 		counters: new(counters),
 		log:      cfg.Logger,

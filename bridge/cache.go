@@ -3,16 +3,18 @@ package bridge
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // cacheEntry is a verified token with the identities built from it once,
-// so that a repeat token costs a map lookup and no allocation.
+// in one allocation, so that a repeat token costs a map lookup and no
+// allocation.
 type cacheEntry struct {
 	claims *Claims
 	exp    time.Time
-	bearer *Identity
-	cookie *Identity
+	bearer Identity
+	cookie Identity
 }
 
 func newCacheEntry(tok string, c *Claims) *cacheEntry {
@@ -20,26 +22,28 @@ func newCacheEntry(tok string, c *Claims) *cacheEntry {
 	if c.ExpiresAt != nil {
 		e.exp = c.ExpiresAt.Time
 	}
-	base := Identity{Subject: c.Subject, Name: c.Name, Roles: c.Roles, Claims: c, ExpiresAt: e.exp, Token: tok}
-	bearer, cookie := base, base
-	bearer.Source, cookie.Source = SourceJWTBearer, SourceJWTCookie
-	e.bearer, e.cookie = &bearer, &cookie
+	e.bearer = Identity{Subject: c.Subject, Name: c.Name, Roles: c.Roles, Claims: c, ExpiresAt: e.exp, Token: tok, Source: SourceJWTBearer}
+	e.cookie = e.bearer
+	e.cookie.Source = SourceJWTCookie
 	return e
 }
 
 const cacheShards = 16
 
-// tokenCache is a bounded cache of verified tokens keyed by the token
-// itself: it holds at most the size it was made with. Entries are never
-// returned past their exp; when a shard is full, expired entries go first,
-// then arbitrary ones.
+// tokenCache is a bounded cache of verified tokens: it holds at most the
+// size it was made with. A token is hashed once (seeded maphash): the hash
+// picks the shard and keys the shard's map, whose slot keeps the token to
+// compare with the one looked up (two tokens of the same hash share a
+// slot, the later one replacing the earlier). Entries are never returned
+// past their exp; when a shard is full, expired entries go first, then
+// arbitrary ones.
 type tokenCache struct {
 	seed     maphash.Seed
 	nshards  uint64 // shards in use: min(size, cacheShards)
 	perShard int
 	shards   [cacheShards]struct {
 		sync.RWMutex
-		m map[string]*cacheEntry
+		m map[uint64]cacheSlot
 	}
 }
 
@@ -53,34 +57,51 @@ func newTokenCache(size int) *tokenCache {
 	n := min(size, cacheShards)
 	c.nshards, c.perShard = uint64(n), size/n
 	for i := range n {
-		c.shards[i].m = make(map[string]*cacheEntry)
+		c.shards[i].m = make(map[uint64]cacheSlot)
 	}
 	return c
 }
 
-func (c *tokenCache) shard(tok string) int {
-	return int(maphash.String(c.seed, tok) % c.nshards)
+type cacheSlot struct {
+	tok string
+	e   *cacheEntry
 }
+
+// hashedTail is how much of a token's end is hashed: the last 32
+// characters of its signature, 24 bytes. Only verified tokens are stored, and no one chooses the
+// signature of a verified token, so the tail spreads them as well as the
+// whole token would, at a fraction of the hashing cost. A token made to
+// share a stored token's tail finds a slot whose token differs: a miss,
+// and then a verification that fails.
+const hashedTail = 32
+
+func (c *tokenCache) hash(tok string) uint64 {
+	return maphash.String(c.seed, tok[max(len(tok)-hashedTail, 0):])
+}
+
+func (c *tokenCache) shard(h uint64) int { return int(h % c.nshards) }
 
 func (c *tokenCache) get(tok string, now time.Time) *cacheEntry {
 	if c.perShard == 0 {
 		return nil
 	}
-	s := &c.shards[c.shard(tok)]
+	h := c.hash(tok)
+	s := &c.shards[c.shard(h)]
 	s.RLock()
-	e := s.m[tok]
+	slot := s.m[h]
 	s.RUnlock()
-	if e == nil || !now.Before(e.exp) {
+	if slot.e == nil || slot.tok != tok || !now.Before(slot.e.exp) {
 		return nil
 	}
-	return e
+	return slot.e
 }
 
 func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 	if c.perShard == 0 {
 		return
 	}
-	s := &c.shards[c.shard(tok)]
+	h := c.hash(tok)
+	s := &c.shards[c.shard(h)]
 	s.Lock()
 	defer s.Unlock()
 	if len(s.m) >= c.perShard {
@@ -89,7 +110,7 @@ func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 		// rather than on every insert into a full shard.
 		room := c.perShard - max(c.perShard/8, 1)
 		for k, old := range s.m {
-			if !now.Before(old.exp) {
+			if !now.Before(old.e.exp) {
 				delete(s.m, k)
 			}
 		}
@@ -100,7 +121,7 @@ func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 			delete(s.m, k)
 		}
 	}
-	s.m[tok] = e
+	s.m[h] = cacheSlot{tok, e}
 }
 
 // purge drops every cached token (after a revocation or key change).
@@ -114,11 +135,16 @@ func (c *tokenCache) purge() {
 }
 
 // denylist holds revoked token IDs (jti) and session hashes (sid), each
-// with the time after which it can be forgotten.
+// with the time after which it can be forgotten. n mirrors the number of
+// entries, stored under mu after every change, so that the check of every
+// request takes no lock while nothing is revoked: a check that reads 0
+// while a revocation is being added is ordered before that revocation, as
+// it would be had it taken the read lock first.
 type denylist struct {
 	mu   sync.RWMutex
 	jtis map[string]time.Time
 	sids map[string]time.Time
+	n    atomic.Int64
 }
 
 func newDenylist() *denylist {
@@ -126,6 +152,9 @@ func newDenylist() *denylist {
 }
 
 func (d *denylist) has(jti, sid string) bool {
+	if d.n.Load() == 0 {
+		return false
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if _, ok := d.jtis[jti]; ok && jti != "" {
@@ -135,15 +164,20 @@ func (d *denylist) has(jti, sid string) bool {
 	return ok && sid != ""
 }
 
+// counted updates n; d.mu must be held for writing.
+func (d *denylist) counted() { d.n.Store(int64(len(d.jtis) + len(d.sids))) }
+
 func (d *denylist) addJTI(jti string, until time.Time) {
 	d.mu.Lock()
 	d.jtis[jti] = until
+	d.counted()
 	d.mu.Unlock()
 }
 
 func (d *denylist) addSID(sid string, until time.Time) {
 	d.mu.Lock()
 	d.sids[sid] = until
+	d.counted()
 	d.mu.Unlock()
 }
 
@@ -161,4 +195,5 @@ func (d *denylist) forget(now time.Time) {
 			delete(d.sids, k)
 		}
 	}
+	d.counted()
 }

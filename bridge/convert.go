@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -57,26 +59,47 @@ func DefaultClaims(values map[any]any) (Claims, error) {
 }
 
 // sidHash is the keyed hash of a session ID that tokens carry as sid and
-// that decides the rollout: never the raw ID.
-type sidHash struct{ key []byte }
+// that decides the rollout: never the raw ID. Every session request
+// computes it, so the keyed HMACs are pooled rather than made anew (one
+// hmac.New is eight allocations).
+type sidHash struct {
+	key  []byte
+	macs sync.Pool // of *sidMAC
+}
 
-func (h sidHash) sum(id string) [sha256.Size]byte {
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(id))
-	var out [sha256.Size]byte
-	m.Sum(out[:0])
+type sidMAC struct {
+	mac hash.Hash
+	in  []byte
+	out [sha256.Size]byte
+}
+
+func newSIDHash(key []byte) *sidHash { return &sidHash{key: key} }
+
+func (h *sidHash) sum(id string) [sha256.Size]byte {
+	m, _ := h.macs.Get().(*sidMAC)
+	if m == nil {
+		m = &sidMAC{mac: hmac.New(sha256.New, h.key)}
+	}
+	m.mac.Reset()
+	m.in = append(m.in[:0], id...)
+	m.mac.Write(m.in)
+	m.mac.Sum(m.out[:0])
+	out := m.out
+	if cap(m.in) <= 1024 { // a huge cookie's buffer is not kept
+		h.macs.Put(m)
+	}
 	return out
 }
 
 // sid returns the sid claim for a session ID.
-func (h sidHash) sid(id string) string {
+func (h *sidHash) sid(id string) string {
 	s := h.sum(id)
 	return b64(s[:18])
 }
 
 // inRollout reports whether the session falls within percent: the same
 // session always gets the same answer.
-func (h sidHash) inRollout(id string, percent int) bool {
+func (h *sidHash) inRollout(id string, percent int) bool {
 	if percent >= 100 {
 		return true
 	}

@@ -32,8 +32,13 @@ func cookieValue(r *http.Request, name string) string {
 // whether the header names the Bearer scheme. An empty token is no
 // credential.
 func bearerToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+	// The key is canonical: no canonicalisation on every request.
+	v := r.Header["Authorization"]
+	if len(v) == 0 {
+		return "", false
+	}
+	h := v[0]
+	if len(h) < 7 || (h[:7] != "Bearer " && !strings.EqualFold(h[:7], "Bearer ")) {
 		return "", false
 	}
 	tok := strings.TrimSpace(h[7:])

@@ -36,12 +36,13 @@ func (b *Bridge) CookieExchangeHandler() http.Handler {
 			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: ReasonNoCredentials, Err: ErrNoCredentials})
 			return
 		}
-		e, err := b.verifier.verify(tok)
+		now := b.cfg.Now()
+		e, err := b.verifier.verifyAt(tok, now)
 		if err != nil {
 			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: tokenReason(err, ReasonBearerInvalid), Err: err})
 			return
 		}
-		if !b.setTokenCookie(w, tok, e.exp, b.cfg.Now()) {
+		if !b.setTokenCookie(w, tok, e.exp, now) {
 			// Past exp (within the leeway) or with less than a second
 			// left: no cookie can carry it, and a 204 would say it did.
 			err := fmt.Errorf("%w: token has less than a second to live", ErrTokenExpired)

@@ -130,7 +130,7 @@ func (x *exchange) authenticate() (*Identity, bool) {
 
 	// 1. Authorization: Bearer.
 	if tok, ok := bearerToken(x.r); ok {
-		e, err := b.verifier.verify(tok)
+		e, err := b.verifier.verifyAt(tok, x.now)
 		if err != nil {
 			reason := tokenReason(err, ReasonBearerInvalid)
 			x.note(reason, err)
@@ -139,14 +139,14 @@ func (x *exchange) authenticate() (*Identity, bool) {
 				return nil, false
 			}
 		} else {
-			id, tokenEntry = e.bearer, e
+			id, tokenEntry = &e.bearer, e
 		}
 	}
 
 	// 2. The JWT cookie.
 	var cookieEntry *cacheEntry
 	if tok := cookieValue(x.r, b.cfg.CookieName); tok != "" {
-		e, err := b.verifier.verify(tok)
+		e, err := b.verifier.verifyAt(tok, x.now)
 		switch {
 		case err != nil:
 			if id == nil {
@@ -162,7 +162,7 @@ func (x *exchange) authenticate() (*Identity, bool) {
 					slog.String("route", b.routes.names[x.route]))
 			}
 		default:
-			id, cookieEntry, tokenEntry = e.cookie, e, e
+			id, cookieEntry, tokenEntry = &e.cookie, e, e
 		}
 	}
 

@@ -122,6 +122,7 @@ func (d *denylist) extend(kind, id string, until time.Time) {
 	if old, ok := m[id]; !ok || old.Before(until) {
 		m[id] = until
 	}
+	d.counted()
 }
 
 // table returns the map of kind; d.mu must be held.

@@ -561,7 +561,7 @@ func TestDefaultClaims(t *testing.T) {
 }
 
 func TestSIDHash(t *testing.T) {
-	h := sidHash{key: []byte("k1")}
+	h := newSIDHash([]byte("k1"))
 	id := redisstore.NewID()
 	if got, again := h.sid(id), h.sid(id); got != again {
 		t.Errorf("sid not stable: got %q then %q", got, again)
@@ -569,7 +569,7 @@ func TestSIDHash(t *testing.T) {
 	if got := h.sid(id); got == id || strings.Contains(id, got) || len(got) != 24 {
 		t.Errorf("sid: got %q, want a 24-character hash unlike the ID", got)
 	}
-	if a, b := h.sid(id), (sidHash{key: []byte("k2")}).sid(id); a == b {
+	if a, b := h.sid(id), newSIDHash([]byte("k2")).sid(id); a == b {
 		t.Errorf("sid under two keys: got %q for both, want different", a)
 	}
 	if h.inRollout(id, 0) || !h.inRollout(id, 100) {
