@@ -287,7 +287,9 @@ func BenchmarkConvert(b *testing.B) {
 // JWT cookie. The difference is the middleware's cost. no-router is the
 // middleware alone, its chain built once (as net/http's ServeMux or chi
 // do): the allocations that are the bridge's own, without the closure
-// that mux's per-request rebuild costs every middleware.
+// that mux's per-request rebuild costs every middleware. route-wrapped is
+// the middleware on the mux route's handler, wrapped once
+// (router.Handle(path, b.Middleware(h))) instead of router.Use.
 func BenchmarkMiddleware(b *testing.B) {
 	b.Run("case=repeat-bearer-no-router", func(b *testing.B) {
 		br := newTestBridge(b, func(c *Config) { c.DefaultMode = JWT })
@@ -307,12 +309,17 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 	})
 	const path = "/api/me"
-	for _, tc := range []string{"bare-handler", "repeat-bearer", "repeat-cookie"} {
+	for _, tc := range []string{"bare-handler", "repeat-bearer", "repeat-cookie", "repeat-bearer-route-wrapped"} {
 		b.Run("case="+tc, func(b *testing.B) {
 			router := mux.NewRouter()
-			router.HandleFunc(path, benchHandler).Methods(http.MethodGet)
+			var wrapped http.Handler = http.HandlerFunc(benchHandler)
+			route := router.Handle(path, wrapped).Methods(http.MethodGet)
 			br := newTestBridge(b, func(c *Config) { c.Routes, c.Router = Routes{path: JWT}, router })
-			if tc != "bare-handler" {
+			switch tc {
+			case "bare-handler":
+			case "repeat-bearer-route-wrapped":
+				route.Handler(br.Middleware(wrapped)) // the chain built once
+			default:
 				router.Use(br.Middleware)
 			}
 			tok := mintTestToken(b, br, "42", func(c *Claims) { c.Name, c.Roles = "user42", []string{"user", "admin"} })

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -429,4 +430,74 @@ func FuzzLegacyCookie(f *testing.F) {
 			t.Fatalf("cookie %q: unexpected error %v", value, err)
 		}
 	})
+}
+
+// FuzzWireClaims checks the verifier's claims decoding (wireClaims, then
+// claims) against golang-jwt's own (json.Unmarshal into Claims, whose
+// dates are jwt.NumericDate): the same payloads are refused, and the
+// accepted ones give equal claims.
+func FuzzWireClaims(f *testing.F) {
+	for _, s := range []string{
+		`{"iss":"https://app.example","sub":"42","aud":"app","exp":1767229200,"nbf":1767225600,"iat":1767225600,"jti":"j1","name":"Alice","roles":["user","admin"],"sid":"abc"}`,
+		`{"aud":["a","b"],"exp":1767229200.75,"iat":"1767225600","nbf":1.7672256e9}`,
+		`{"exp":null,"nbf":-1,"iat":0,"aud":null}`,
+		`{"EXP":1,"Sub":"x","exp":2}`,
+		`{"exp":"soon"}`, `{"exp":true}`, `{"exp":1e400}`, `{"exp":[1]}`, `{"exp":{"a":1}}`,
+		`{"aud":[1]}`, `{"aud":{}}`, `{"roles":"admin"}`, `{"sid":1}`,
+		`{"exp":9223372036854775807}`, `{"exp":-9.3e18}`, `{"iat":1e-9}`,
+		`[]`, `null`, `{"exp":1,}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var want Claims
+		wantErr := json.Unmarshal(payload, &want)
+		var wire wireClaims
+		var got *Claims
+		gotErr := json.Unmarshal(payload, &wire)
+		if gotErr == nil {
+			got, gotErr = wire.claims()
+		}
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Fatalf("%q: golang-jwt's decoding says %v, the verifier's %v", payload, wantErr, gotErr)
+		}
+		if wantErr == nil && !reflect.DeepEqual(&want, got) {
+			t.Fatalf("%q: golang-jwt's decoding gives %+v, the verifier's %+v", payload, want, *got)
+		}
+	})
+}
+
+// wireClaims has a field of the same JSON name for every field of Claims,
+// so that a claim added to Claims is not silently dropped by the verifier.
+func TestWireClaimsFields(t *testing.T) {
+	names := func(v any) []string {
+		var out []string
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k := range m {
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	one := json.Number("1")
+	full := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Issuer: "i", Subject: "s", Audience: jwt.ClaimStrings{"a"}, ID: "j",
+			ExpiresAt: jwt.NewNumericDate(fuzzNow), NotBefore: jwt.NewNumericDate(fuzzNow), IssuedAt: jwt.NewNumericDate(fuzzNow)},
+		Name: "n", Roles: []string{"r"}, SID: "d",
+	}
+	wire := wireClaims{Issuer: "i", Subject: "s", Audience: jwt.ClaimStrings{"a"}, ID: "j",
+		ExpiresAt: &one, NotBefore: &one, IssuedAt: &one, Name: "n", Roles: []string{"r"}, SID: "d"}
+	if a, b := names(full), names(wire); !slices.Equal(a, b) {
+		t.Errorf("JSON fields: Claims %v, wireClaims %v", a, b)
+	}
+	if reflect.TypeFor[Claims]().NumField() != 4 || reflect.TypeFor[jwt.RegisteredClaims]().NumField() != 7 {
+		t.Errorf("Claims or jwt.RegisteredClaims changed shape: fill every field in this test and in wireClaims")
+	}
 }

@@ -196,6 +196,9 @@ func main() {
 	}
 	check("repeat allocs, middleware alone (chain built once)", r.allocs("Middleware/case=repeat-bearer-no-router"), true, 2, "allocs",
 		fmt.Sprintf("(%.0f ns)", r.ns("Middleware/case=repeat-bearer-no-router")))
+	check("repeat allocs over bare, mux route wrapped once (no r.Use)",
+		r.allocs("Middleware/case=repeat-bearer-route-wrapped")-r.allocs("Middleware/case=bare-handler"), true, 2, "allocs",
+		fmt.Sprintf("(%.0f ns over bare)", r.ns("Middleware/case=repeat-bearer-route-wrapped")-r.ns("Middleware/case=bare-handler")))
 	for _, c := range []string{"bearer", "cookie"} {
 		bare, rep := r.ns("Middleware/case=bare-handler"), r.ns("Middleware/case=repeat-"+c)
 		check("in-package middleware, repeat "+c+" over bare (wall)", rep-bare, true, 1000, "ns",
