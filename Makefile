@@ -8,7 +8,7 @@ PKGS      := ./...
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run demo test deps bench bench-http lint vulncheck fuzz loadtest
+.PHONY: run demo test deps bench bench-http bench-instructions lint vulncheck fuzz loadtest
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
@@ -45,6 +45,10 @@ loadtest: deps
 ## bench: the benchmarks of the library and of its peers (examples/bench), side by side, summarised with benchstat
 bench: deps
 	GO=$(GO) BENCHTIME=$(BENCHTIME) scripts/bench.sh
+
+## bench-instructions: instructions per request of the JWT paths (valgrind), independent of the machine's load
+bench-instructions:
+	GO=$(GO) scripts/bench-instructions.sh
 
 ## bench-http: wrk against the demo: BRIDGE=off vs observe vs JWT cookie, alternating, 3 rounds
 bench-http: deps

@@ -13,6 +13,7 @@ declare -A pkg=(
   [npm]=npm
   [wrk]=wrk
   [curl]=curl
+  [valgrind]=valgrind
 )
 
 missing=()

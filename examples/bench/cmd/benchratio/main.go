@@ -85,6 +85,12 @@ func (r results) allocs(name string) float64 { return r.get(name, "allocs/op") }
 
 var missed int
 
+// info prints a figure that is not a target: a floor, or a comparison
+// stricter than the target.
+func info(what string, value float64, unit, detail string) {
+	fmt.Printf("  info  %-58s %10s             %s\n", what, format(value, unit), detail)
+}
+
 // check prints one line: what, the measured value, the target and whether
 // it is met (le: the value must be at most target; else at least).
 func check(what string, value float64, le bool, target float64, unit, detail string) {
@@ -194,6 +200,11 @@ func main() {
 		ab, ar := r.allocs(jwt("ES256", tr, "bare-handler")), r.allocs(jwt("ES256", tr, "sessionbridge-repeat"))
 		check("repeat allocs over bare (mux router), ES256 "+tr, ar-ab, true, 2, "allocs", fmt.Sprintf("(repeat %.0f, bare %.0f)", ar, ab))
 	}
+	fb, fc := r.ns("Floor/op=mux-bare"), r.ns("Floor/op=mux-context-value")
+	info("floor: a context-value middleware on mux, over bare (wall)", fc-fb, "ns",
+		fmt.Sprintf("(allocs %.0f over bare; the repeat token's extra over it: %.0f ns)",
+			r.allocs("Floor/op=mux-context-value")-r.allocs("Floor/op=mux-bare"),
+			r.ns(jwt("ES256", "bearer", "sessionbridge-repeat"))-r.ns(jwt("ES256", "bearer", "bare-handler"))-(fc-fb)))
 	check("repeat allocs, middleware alone (chain built once)", r.allocs("Middleware/case=repeat-bearer-no-router"), true, 2, "allocs",
 		fmt.Sprintf("(%.0f ns)", r.ns("Middleware/case=repeat-bearer-no-router")))
 	check("repeat allocs over bare, mux route wrapped once (no r.Use)",
@@ -216,7 +227,11 @@ func main() {
 		b := r.ns("Session/path=load/impl=" + base)
 		for _, impl := range []string{"sessionbridge-store", "sessionbridge-redis"} {
 			v := r.ns("Session/path=load/impl=" + impl)
-			check("load: "+impl+" / "+base, v/b, true, 1.05, "x", fmt.Sprintf("(%.0f vs %.0f)", v, b))
+			if base == "boj-redistore" {
+				check("load: "+impl+" / "+base, v/b, true, 1.05, "x", fmt.Sprintf("(%.0f vs %.0f)", v, b))
+			} else { // stricter than the target: one round trip, as the bridge's sources
+				info("load: "+impl+" / "+base, v/b, "x", fmt.Sprintf("(%.0f vs %.0f)", v, b))
+			}
 		}
 	}
 
