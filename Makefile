@@ -30,11 +30,14 @@ deps:
 ## test: every test, with the race detector, on a real redis-server (every
 ## fuzz target runs its committed seed corpus here; make fuzz explores); the
 ## short load test runs without it (the race detector's 10-30x slowdown
-## turns 64 clients on two cores into an overload test)
+## turns 64 clients on two cores into an overload test); every benchmark
+## once (each checks that its request is served; make bench measures)
 test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m -skip '^TestLoad$$' $(PKGS)
 	$(GO) test -count=1 -run '^TestLoad$$' -v ./legacyapp/cmd/legacyapp/ | grep -E '^(=== RUN|---|\s+load_test|ok|FAIL|PASS)'
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./bridge | grep -E '^(ok|FAIL|---)'
+	cd examples/bench && $(GO) vet ./... && $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x . | grep -E '^(ok|FAIL|---)'
 	cd examples/express-downstream && npm ci --no-audit --no-fund && GO=$(GO) npm test
 
 ## loadtest: 64 concurrent clients against the demo for LOAD_DURATION (default 50s) on a real redis-server

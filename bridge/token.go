@@ -120,8 +120,8 @@ func checkShape(tok string, maxSize int) error {
 }
 
 // jwsBytes reports whether every byte of s is a JWS byte. It looks at
-// eight bytes per step and branches once per step: a third of the cost
-// of a byte-by-byte loop on a token of a few hundred bytes.
+// eight bytes per step and branches once per step: about half the cost of
+// a byte-by-byte loop on a token of a few hundred bytes.
 func jwsBytes(s string) bool {
 	ok := byte(1)
 	for len(s) >= 8 {
@@ -160,8 +160,11 @@ func (v *verifier) verifyAt(tok string, now time.Time) (*cacheEntry, error) {
 	if err != nil {
 		return nil, tokenError(err)
 	}
-	// keyFunc found the issuer: it is trusted.
-	if err := v.issuers[claims.Issuer].validator.Validate(claims); err != nil {
+	iss := v.issuers[claims.Issuer] // keyFunc found it; checked again all the same
+	if iss == nil {
+		return nil, tokenError(fmt.Errorf("issuer %q is not trusted", claims.Issuer))
+	}
+	if err := iss.validator.Validate(claims); err != nil {
 		return nil, tokenError(err)
 	}
 	if v.revoked.has(claims.ID, claims.SID) {

@@ -15,6 +15,7 @@
 # Environment: ALGS (default "ES256 HS256"), N1 (1000), N2 (5000).
 # Usage: scripts/bench-instructions.sh      (make bench-instructions)
 set -euo pipefail
+shopt -s inherit_errexit # a failed count inside $(...) stops the script
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 ALGS=${ALGS:-ES256 HS256}
@@ -30,7 +31,7 @@ trap 'rm -rf "$(dirname "$bin")"' EXIT
 # valgrind and the Go runtime occasionally disagree on a signal; retry.
 count() {
   local v
-  for _ in 1 2 3 4 5; do
+  for _ in $(seq 10); do
     v=$(cd examples/bench && valgrind --tool=callgrind --callgrind-out-file=/dev/null \
       --toggle-collect="$2" "$bin" -test.run '^$' -test.bench "^BenchmarkJWT/$1\$" \
       -test.benchtime "${3}x" -test.cpu 1 2>&1 | awk '/Collected/ {print $4}')
