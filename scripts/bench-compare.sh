@@ -24,10 +24,7 @@ PEERS=${PEERS:-'JWT/alg=(ES256|HS256)/transport=(bearer|none)/impl=(bare-handler
 OUT=${OUT:-${TMPDIR:-/tmp}/sessionbridge-compare}
 
 scripts/deps.sh redis-server
-GOBIN=$($GO env GOBIN)
-[[ -n $GOBIN ]] || GOBIN=$($GO env GOPATH)/bin
-BENCHSTAT=$(command -v benchstat || echo "$GOBIN/benchstat")
-[[ -x $BENCHSTAT ]] || GOFLAGS= $GO install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT=$(GO=$GO scripts/benchstat.sh)
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

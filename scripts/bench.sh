@@ -27,7 +27,6 @@ COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
 BENCH=${BENCH:-.}
 OUT=${OUT:-${TMPDIR:-/tmp}/sessionbridge-bench}
-BENCHSTAT_VERSION=${BENCHSTAT_VERSION:-v0.0.0-20260908200009-22c9c6c9d4da}
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -36,17 +35,7 @@ if [[ -z ${REDIS_URL:-} ]]; then
   scripts/deps.sh redis-server
 fi
 
-GOBIN=$($GO env GOBIN)
-[[ -n $GOBIN ]] || GOBIN=$($GO env GOPATH)/bin
-BENCHSTAT=$(command -v benchstat || true)
-if [[ -z $BENCHSTAT ]]; then
-  BENCHSTAT=$GOBIN/benchstat
-  if [[ ! -x $BENCHSTAT ]]; then
-    echo "bench: installing benchstat $BENCHSTAT_VERSION" >&2
-    GOFLAGS= $GO install "golang.org/x/perf/cmd/benchstat@$BENCHSTAT_VERSION" ||
-      GOFLAGS= $GO install golang.org/x/perf/cmd/benchstat@latest
-  fi
-fi
+BENCHSTAT=$(GO=$GO scripts/benchstat.sh)
 
 # The machine, for the record.
 {
