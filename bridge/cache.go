@@ -68,11 +68,11 @@ type cacheSlot struct {
 }
 
 // hashedTail is how much of a token's end is hashed: the last 32
-// characters of its signature, 24 bytes. Only verified tokens are stored, and no one chooses the
-// signature of a verified token, so the tail spreads them as well as the
-// whole token would, at a fraction of the hashing cost. A token made to
-// share a stored token's tail finds a slot whose token differs: a miss,
-// and then a verification that fails.
+// characters of its signature, 24 bytes. Only verified tokens are stored,
+// and no one chooses the signature of a verified token, so the tail
+// spreads them as well as the whole token would, at a fraction of the
+// hashing cost. A token made to share a stored token's tail finds a slot
+// whose token differs: a miss, and then a verification that fails.
 const hashedTail = 32
 
 func (c *tokenCache) hash(tok string) uint64 {
