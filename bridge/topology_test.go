@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -998,7 +997,7 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 	}
 	var slots []redis.ClusterSlot
 	for i := range masters {
-		addr := topoForwarder(t, srv.Addr)
+		addr := redistest.Forward(t, srv.Addr)
 		lo := i * 16384 / masters
 		hi := (i+1)*16384/masters - 1
 		slots = append(slots, redis.ClusterSlot{Start: lo, End: hi, Nodes: []redis.ClusterNode{{Addr: addr}}})
@@ -1026,45 +1025,6 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("CountSessions over %d masters did not return in 10s", masters)
 	}
-}
-
-// topoForwarder listens on loopback and forwards every connection to
-// addr; it returns its own address.
-func topoForwarder(t testing.TB, addr string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("forwarder: %v", err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
 }
 
 // --- helpers shared with faults_test.go ---

@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -244,9 +245,34 @@ func (s *Server) CommandCalls(cmd string) int64 {
 // never replies, like a Redis that hangs; it returns its address.
 func Blackhole(tb testing.TB) string {
 	tb.Helper()
+	return listen(tb, "blackhole", func(c net.Conn) []net.Conn { return []net.Conn{c} })
+}
+
+// Forward starts a TCP listener on loopback that forwards every connection
+// to addr: another address for the same server (a cluster of many masters
+// made of one redis-server, say). It returns its own address.
+func Forward(tb testing.TB, addr string) string {
+	tb.Helper()
+	return listen(tb, "forward", func(in net.Conn) []net.Conn {
+		out, err := net.Dial("tcp", addr)
+		if err != nil {
+			in.Close()
+			return nil
+		}
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+		go func() { _, _ = io.Copy(in, out); in.Close() }()
+		return []net.Conn{in, out}
+	})
+}
+
+// listen starts a loopback listener that hands each accepted connection
+// to handle; the connections handle returns are closed with the listener
+// when the test ends. It returns the listener's address.
+func listen(tb testing.TB, what string, handle func(net.Conn) []net.Conn) string {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("redistest: blackhole: %v", err)
+		tb.Fatalf("redistest: %s: %v", what, err)
 	}
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -256,8 +282,9 @@ func Blackhole(tb testing.TB) string {
 			if err != nil {
 				return
 			}
+			open := handle(c)
 			mu.Lock()
-			conns = append(conns, c)
+			conns = append(conns, open...)
 			mu.Unlock()
 		}
 	}()
