@@ -262,7 +262,10 @@ func BenchmarkConvert(b *testing.B) {
 	values := map[any]any{"user_id": "42", "username": "user42", "roles": []string{"user", "admin"}}
 	for _, alg := range benchAlgs {
 		b.Run("alg="+alg, func(b *testing.B) {
-			br := newTestBridge(b, func(c *Config) { c.SigningKey = benchKey(b, alg) })
+			br := newTestBridge(b, func(c *Config) {
+				c.SigningKey = benchKey(b, alg)
+				c.Sessions = StoreSource(newMemStore(), testSessionName)
+			})
 			sid := br.sids.sid("raw-session-id")
 			w := &benchWriter{h: http.Header{}}
 			b.ReportAllocs()

@@ -43,10 +43,10 @@ func TestDenylistCount(t *testing.T) {
 	if d.n.Load() != 0 || d.has("j", "s") {
 		t.Fatalf("new denylist: n=%d", d.n.Load())
 	}
-	d.addJTI("j", now.Add(time.Minute))
-	d.addSID("s", now.Add(time.Hour))
-	d.extend("jti", "k", now.Add(time.Minute))
-	d.extend("jti", "k", now.Add(2*time.Minute)) // same entry, later
+	d.extend(d.jtis, "j", now.Add(time.Minute))
+	d.extend(d.sids, "s", now.Add(time.Hour))
+	d.extend(d.jtis, "k", now.Add(time.Minute))
+	d.extend(d.jtis, "k", now.Add(2*time.Minute)) // same entry, later
 	if got := d.n.Load(); got != 3 {
 		t.Errorf("after 3 revocations: n=%d", got)
 	}

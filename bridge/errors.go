@@ -1,35 +1,71 @@
 package bridge
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+)
 
 // Sentinel errors. Errors returned or passed to Config.ErrorHandler wrap one
 // of these with %w, so errors.Is works; the wrapping error says more.
 var (
-	// ErrNoCredentials: the request carried no credential on a route that
-	// needs one.
-	ErrNoCredentials = errors.New("bridge: no credentials")
-	// ErrInvalidToken: a JWT was refused (malformed, bad signature, wrong
-	// issuer or audience, forbidden header, ...).
-	ErrInvalidToken = errors.New("bridge: invalid token")
-	// ErrTokenExpired: a JWT is past its exp (plus leeway).
-	ErrTokenExpired = errors.New("bridge: token expired")
-	// ErrTokenRevoked: a JWT's jti or sid was revoked (logout).
-	ErrTokenRevoked = errors.New("bridge: token revoked")
-	// ErrSessionInvalid: the legacy session cookie failed verification.
-	ErrSessionInvalid = errors.New("bridge: session cookie invalid")
-	// ErrSessionNotFound: the legacy session cookie names no live session.
-	ErrSessionNotFound = errors.New("bridge: session not found")
-	// ErrNoSession: the request has no legacy session cookie.
-	ErrNoSession = errors.New("bridge: no session cookie")
-	// ErrStoreUnavailable: the session store could not answer in time.
-	ErrStoreUnavailable = errors.New("bridge: session store unavailable")
-	// ErrSessionUndecodable: the stored session values cannot be decoded
-	// (for gob, usually a type the app did not register; the wrapped error
-	// names it).
-	ErrSessionUndecodable = errors.New("bridge: session values undecodable")
-	// ErrSessionOnJWTRoute: a session-only request on a route in jwt mode.
-	ErrSessionOnJWTRoute = errors.New("bridge: session not accepted on this route")
-	// ErrCrossOrigin: a cookie-authenticated unsafe request from another
-	// origin (CSRF).
-	ErrCrossOrigin = errors.New("bridge: cross-origin request refused")
+	ErrNoCredentials      = errors.New("bridge: no credentials")                     // none on a route that needs one
+	ErrInvalidToken       = errors.New("bridge: invalid token")                      // malformed, forged, wrong claims or header
+	ErrTokenExpired       = errors.New("bridge: token expired")                      // past exp plus leeway
+	ErrTokenRevoked       = errors.New("bridge: token revoked")                      // its jti or sid was revoked
+	ErrSessionInvalid     = errors.New("bridge: session cookie invalid")             // the legacy cookie fails verification
+	ErrSessionNotFound    = errors.New("bridge: session not found")                  // the legacy cookie names no live session
+	ErrNoSession          = errors.New("bridge: no session cookie")                  // no legacy cookie
+	ErrStoreUnavailable   = errors.New("bridge: session store unavailable")          // the store did not answer in time
+	ErrSessionUndecodable = errors.New("bridge: session values undecodable")         // e.g. a gob type the app did not register
+	ErrSessionOnJWTRoute  = errors.New("bridge: session not accepted on this route") // a session-only request in jwt mode
+	ErrCrossOrigin        = errors.New("bridge: cross-origin request refused")       // CSRF
 )
+
+// Rejection is the error a refused request is answered with: the HTTP
+// status, the counted reason and the cause.
+type Rejection struct {
+	Status int
+	Reason Reason
+	Err    error
+}
+
+func (e *Rejection) Error() string {
+	if e.Err == nil {
+		return e.Reason.String()
+	}
+	return e.Reason.String() + ": " + e.Err.Error()
+}
+
+// Unwrap returns the cause, which wraps one of the package's sentinels.
+func (e *Rejection) Unwrap() error { return e.Err }
+
+// WriteError is the default Config.ErrorHandler: a short JSON body
+// {"error": ..., "reason": ...}; 401 with WWW-Authenticate: Bearer, 403 for
+// a cross-origin request, 503 with Retry-After when the session store is
+// unavailable. It never echoes a credential.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	status, reason := http.StatusUnauthorized, "unauthorized"
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		status, reason = rej.Status, rej.Reason.String()
+	}
+	h := w.Header()
+	switch status {
+	case http.StatusUnauthorized:
+		if errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrTokenRevoked) {
+			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		} else {
+			h.Set("WWW-Authenticate", "Bearer")
+		}
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "1")
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error  string `json:"error"`
+		Reason string `json:"reason"`
+	}{http.StatusText(status), reason})
+}

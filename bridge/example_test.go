@@ -1,10 +1,14 @@
 package bridge_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
 
@@ -21,7 +25,7 @@ func Example() {
 	r := mux.NewRouter()
 	r.HandleFunc("/api/me", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := bridge.IdentityFrom(r.Context())
-		fmt.Fprintf(w, "user %s via %s", id.Subject, id.Source)
+		fmt.Fprintf(w, "user %s via %s", id.Subject(), id.Source())
 	})
 	b, err := bridge.New(bridge.Config{
 		Sessions:   bridge.StoreSource(store, "session"),
@@ -30,6 +34,9 @@ func Example() {
 		Audience:   "app",
 		Router:     r,
 		Routes:     bridge.Routes{"/api/me": bridge.Dual},
+		// SIDKey keys the hash of session IDs that tokens carry: a
+		// secret shared by the fleet that outlives key rotations.
+		SIDKey: []byte("an-example-sid-key-of-32-bytes!!"),
 	})
 	if err != nil {
 		panic(err)
@@ -80,6 +87,57 @@ func ExampleBridge_Middleware() {
 	fmt.Print(w.Code, " ", w.Header().Get("WWW-Authenticate"), " ", w.Body.String())
 	// Output:
 	// 401 Bearer {"error":"Unauthorized","reason":"no_credentials"}
+}
+
+// Check is the middleware's decision without its answer, for any router.
+// On a net/http.ServeMux the route is the pattern that matched
+// (r.Pattern): modes and counts are by pattern, and the handler answers
+// a refusal its own way.
+func ExampleBridge_Check() {
+	secret := []byte("an-example-hs256-secret-of-32-bytes-or-more")
+	key, _ := bridge.NewKey(secret)
+	b, _ := bridge.New(bridge.Config{
+		SigningKey: key, Issuer: "https://app.example.com", Audience: "app",
+		Routes: bridge.Routes{"GET /api/orders/{id}": bridge.JWT},
+	})
+
+	serveMux := http.NewServeMux()
+	serveMux.HandleFunc("GET /api/orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		r, err := b.Check(w, r)
+		var rej *bridge.Rejection
+		if errors.As(err, &rej) {
+			http.Error(w, "please log in ("+rej.Reason.String()+")", rej.Status)
+			return
+		}
+		id, _ := bridge.IdentityFrom(r.Context())
+		fmt.Fprintf(w, "order %s for %s", r.PathValue("id"), id.Subject())
+	})
+
+	// A token as the app's login signs it.
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Issuer: "https://app.example.com", Subject: "alice", Audience: jwt.ClaimStrings{"app"},
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)),
+	}).SignedString(secret)
+
+	for _, auth := range []string{"", "Bearer " + tok} {
+		req := httptest.NewRequest("GET", "/api/orders/7", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		w := httptest.NewRecorder()
+		serveMux.ServeHTTP(w, req)
+		fmt.Println(w.Code, strings.TrimSpace(w.Body.String()))
+	}
+	for _, rc := range b.Snapshot() {
+		if rc.Route == "GET /api/orders/{id}" {
+			fmt.Println(rc.Route, rc.Mode, "bearer:", rc.Requests().Of(bridge.SourceJWTBearer),
+				"no credentials:", rc.Rejections.Of(bridge.ReasonNoCredentials))
+		}
+	}
+	// Output:
+	// 401 please log in (no_credentials)
+	// 200 order 7 for alice
+	// GET /api/orders/{id} jwt bearer: 1 no credentials: 1
 }
 
 func ExampleParseRoutes() {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,8 +20,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/gorilla/securecookie"
-	"github.com/redis/go-redis/v9"
 )
 
 // fuzzNow is the fixed clock of the fuzz verifier: the tokens of the
@@ -393,43 +390,6 @@ func TestFuzzCorpus(t *testing.T) {
 			t.Errorf("%s: %v", path, err)
 		}
 	}
-}
-
-// FuzzLegacyCookie feeds arbitrary legacy cookie values to the session
-// sources. Property: a value that does not verify is ErrSessionInvalid (or
-// no credential when empty), decided before any Redis call — the Redis
-// client here points at a closed port, so reaching it would be
-// ErrStoreUnavailable — and nothing panics.
-func FuzzLegacyCookie(f *testing.F) {
-	hash := []byte("0123456789abcdef0123456789abcdef")
-	sc := securecookie.New(hash, nil)
-	good, _ := sc.Encode("session", "SESSIONID")
-	f.Add(good)
-	f.Add("")
-	f.Add(strings.Repeat("A", 5000))
-	f.Add("MTcwMDAwMDAwMHxmb3JnZWR8AAAA")
-	f.Add(`"quoted"`)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 10 * time.Millisecond})
-	f.Cleanup(func() { rdb.Close() })
-	boj, _ := BojSource(rdb, "session", hash)
-	f.Fuzz(func(t *testing.T, value string) {
-		r := httptest.NewRequest("GET", "/", nil)
-		r.Header.Set("Cookie", "session="+value)
-		_, err := boj.Load(r)
-		switch {
-		case err == nil:
-			t.Fatalf("cookie %q loaded a session from a closed Redis", value)
-		case errors.Is(err, ErrNoSession), errors.Is(err, ErrSessionInvalid):
-		case errors.Is(err, ErrStoreUnavailable):
-			// Only a value that verifies under the key may reach Redis.
-			var id string
-			if sc.Decode("session", cookieValue(r, "session"), &id) != nil {
-				t.Fatalf("cookie %q reached Redis without verifying", value)
-			}
-		default:
-			t.Fatalf("cookie %q: unexpected error %v", value, err)
-		}
-	})
 }
 
 // FuzzWireClaims checks the verifier's claims decoding (wireClaims, then

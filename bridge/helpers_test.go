@@ -1,50 +1,50 @@
-// Shared helpers for the tests of package bridge.
+// Shared helpers for the internal tests of package bridge.
 //
 // These tests are internal (in the package itself, not bridge_test): they
-// read the unexported configuration of a Bridge (b.cfg) and mint tokens
-// with its signing key. Every helper here is usable from any _test.go file
-// of the package:
+// read the unexported configuration of a Bridge (b.cfg), reach into the
+// verifier, the cache and the denylist, and mint tokens with a Bridge's
+// signing key. They must not import bridge/redisstore, bridge/fleet or
+// internal/bridgetest (those import bridge: an import cycle); the tests
+// that need Redis, a fleet or Prometheus are external (*_ext_test.go,
+// package bridge_test) or live in those packages. Every helper here is
+// usable from any internal _test.go file of the package:
 //
 //   - newTestBridge(t, mod): a Bridge with a fresh ES256 key, issuer
-//     testIssuer, audience testAudience, its logs captured (logsOf(b));
-//   - newTestEnv(t, mod): a real redis-server, a redisstore.Store in
-//     boj/redistore format, a Bridge reading sessions through it
-//     (StoreSource, cookie "session", Now = e.clock.Now), the mux router of
-//     newTestRouter with r.Use(b.Middleware) and an httptest TLS server in
-//     front of it; e.session, e.token and e.jwtCookie make credentials,
+//     testIssuer, audience testAudience, SIDKey testSIDKey, its logs
+//     captured (logsOf(b));
+//   - memStore: an in-memory gorilla sessions.Store (values gob-encoded,
+//     as a real store does, so no request shares them), for the tests that
+//     need a legacy session but test nothing of Redis;
+//   - newTestEnv(t, mod): a memStore, a Bridge reading sessions through it
+//     (StoreSource, cookie "session", Now = e.clock.Now), the mux router
+//     of newTestRouter with r.Use(b.Middleware) and an httptest TLS server
+//     in front of it; e.session, e.token and e.jwtCookie make credentials,
 //     and the logs are checked for every credential recorded with e.secret
 //     when the test ends;
 //   - newJarClient(t, ts): a client with a cookie jar that does not follow
 //     redirects; do(t, c, method, url, hdr, cookies...) sends a request and
 //     reads the answer (testResponse: cookie, identity, reason);
-//   - saveSession(t, store, values): a legacy session saved via redisstore,
-//     returning its cookie and raw ID; saveRbcervillaSession likewise for
-//     rbcervilla/redisstore's format;
 //   - testClaims, mintTestToken(t, b, sub, mod), mintTestTokenWith (another
 //     key), tokenClaims (decode without verifying);
-//   - routeCounts, wantRequests, wantReasons, totalRequests: exact counter
-//     assertions on b.Snapshot();
-//   - redisCalls, resetRedisStats: commands Redis executed (INFO
-//     commandstats), CONFIG RESETSTAT;
-//   - checkNoSecrets(t, logs, secrets...), cookiesDesc: credentials stay
-//     out of logs and test output.
+//   - routeCounts, wantRequests, wantReasons: exact counter assertions on
+//     b.Snapshot();
+//   - checkNoSecrets(t, logs, secrets...): credentials stay out of logs.
 package bridge
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
-	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,10 +54,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
-	"github.com/sessionbridge/sessionbridge/internal/redistest"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 )
 
 const (
@@ -66,17 +64,8 @@ const (
 	testSessionName = "session"
 )
 
-// securecookie key pairs of the legacy cookie: the current one and a
-// previous one still accepted (rotation), and one nobody accepts.
-var (
-	testHashKey    = []byte("0123456789abcdef0123456789abcdef")
-	testBlockKey   = []byte("fedcba9876543210fedcba9876543210")
-	oldHashKey     = []byte("old-hash-key-old-hash-key-old-ha")
-	unknownHashKey = []byte("unknown-hash-key-unknown-hash-ke")
-)
-
-// testKeyPairs are the key pairs the legacy app signs with, newest first.
-func testKeyPairs() [][]byte { return [][]byte{testHashKey, testBlockKey, oldHashKey, nil} }
+// testSIDKey keys the sid hash of the test bridges.
+var testSIDKey = []byte("sid-key-sid-key-sid-key-sid-key-")
 
 // testRoutes are the modes of the test router's routes.
 var testRoutes = Routes{
@@ -134,8 +123,8 @@ func newTestKey(t testing.TB) *Key {
 }
 
 // newTestBridge returns a Bridge with a new signing key, testIssuer,
-// testAudience and a logger into a buffer (logsOf). mod, if not nil,
-// changes the configuration before New.
+// testAudience, testSIDKey and a logger into a buffer (logsOf). mod, if
+// not nil, changes the configuration before New.
 func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
 	t.Helper()
 	logger, logs := newLogger()
@@ -143,6 +132,7 @@ func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
 		SigningKey: newTestKey(t),
 		Issuer:     testIssuer,
 		Audience:   testAudience,
+		SIDKey:     testSIDKey,
 		Logger:     logger,
 	}
 	if mod != nil {
@@ -159,19 +149,74 @@ func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
 	return b
 }
 
-// newTestStore returns a redisstore.Store (boj/redistore format, gob) on c
-// with testKeyPairs; mod may change its configuration.
-func newTestStore(t testing.TB, c redis.UniversalClient, mod func(*redisstore.Config)) *redisstore.Store {
-	t.Helper()
-	cfg := redisstore.Config{Client: c, KeyPairs: testKeyPairs()}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := redisstore.New(cfg)
+// memStore is an in-memory gorilla sessions.Store with server-side IDs:
+// the cookie holds the ID, the values are kept gob-encoded (decoded anew
+// for each request, as a Redis store does) and Delete removes a session by
+// ID (what StoreSource's Delete looks for).
+type memStore struct {
+	mu       sync.Mutex
+	sessions map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{sessions: map[string][]byte{}} }
+
+// Get returns the session of r, cached in the request's registry.
+func (s *memStore) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return sessions.GetRegistry(r).Get(s, name)
+}
+
+// New returns the session named by r's cookie, or a new one.
+func (s *memStore) New(r *http.Request, name string) (*sessions.Session, error) {
+	sess := sessions.NewSession(s, name)
+	sess.Options = &sessions.Options{Path: "/", HttpOnly: true, Secure: true}
+	sess.IsNew = true
+	c, err := r.Cookie(name)
 	if err != nil {
-		t.Fatalf("redisstore.New: %v", err)
+		return sess, nil
 	}
-	return s
+	s.mu.Lock()
+	data, ok := s.sessions[c.Value]
+	s.mu.Unlock()
+	if !ok {
+		return sess, nil
+	}
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&sess.Values); err != nil {
+		return sess, err
+	}
+	sess.ID, sess.IsNew = c.Value, false
+	return sess, nil
+}
+
+// Save stores the session's values and sets its cookie (or deletes it
+// when MaxAge < 0).
+func (s *memStore) Save(_ *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
+	if sess.Options != nil && sess.Options.MaxAge < 0 {
+		_ = s.Delete(context.Background(), sess.ID)
+		http.SetCookie(w, sessions.NewCookie(sess.Name(), "", sess.Options))
+		return nil
+	}
+	if sess.ID == "" {
+		id := make([]byte, 24)
+		_, _ = rand.Read(id)
+		sess.ID = base64.RawURLEncoding.EncodeToString(id)
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(sess.Values); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sessions[sess.ID] = buf.Bytes()
+	s.mu.Unlock()
+	http.SetCookie(w, sessions.NewCookie(sess.Name(), sess.ID, sess.Options))
+	return nil
+}
+
+// Delete removes the session id.
+func (s *memStore) Delete(_ context.Context, id string) error {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+	return nil
 }
 
 // testUser are the session values of a logged-in user.
@@ -204,22 +249,6 @@ func saveSession(t testing.TB, store sessions.Store, values map[any]any) (*http.
 	return nil, ""
 }
 
-// saveRbcervillaSession writes a session in rbcervilla/redisstore's format
-// (key "session:"+ID holding gob of map[interface{}]interface{}, cookie
-// value = the raw ID) and returns its cookie and ID.
-func saveRbcervillaSession(t testing.TB, c redis.UniversalClient, values map[any]any, ttl time.Duration) (*http.Cookie, string) {
-	t.Helper()
-	id := strings.ToLower(redisstore.NewID())
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
-		t.Fatalf("gob encode: %v", err)
-	}
-	if err := c.Set(context.Background(), "session:"+id, buf.Bytes(), ttl).Err(); err != nil {
-		t.Fatalf("redis SET: %v", err)
-	}
-	return &http.Cookie{Name: testSessionName, Value: id, Path: "/"}, id
-}
-
 // identityBody is what the test handlers answer with.
 type identityBody struct {
 	Subject string   `json:"subject"`
@@ -234,7 +263,7 @@ func identityHandler(w http.ResponseWriter, r *http.Request) {
 	id, ok := IdentityFrom(r.Context())
 	body := identityBody{Has: ok}
 	if ok {
-		body = identityBody{Subject: id.Subject, Name: id.Name, Roles: id.Roles, Source: id.Source.String(), Has: true}
+		body = identityBody{Subject: id.Subject(), Name: id.Name(), Roles: id.Roles(), Source: id.Source().String(), Has: true}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(body)
@@ -265,12 +294,10 @@ func newTestRouter(store sessions.Store) *mux.Router {
 	return r
 }
 
-// testEnv is a Bridge on a real redis-server behind an httptest TLS
-// server: the router of newTestRouter with r.Use(b.Middleware).
+// testEnv is a Bridge on an in-memory session store behind an httptest
+// TLS server: the router of newTestRouter with r.Use(b.Middleware).
 type testEnv struct {
-	srv   *redistest.Server
-	rdb   *redis.Client
-	store *redisstore.Store
+	store *memStore
 	clock *testClock
 	b     *Bridge
 	logs  *syncbuf.Buffer
@@ -290,25 +317,13 @@ func (e *testEnv) secret(s ...string) {
 }
 
 // newTestEnv starts the environment; when the test ends, it checks that
-// the logs contain none of the credentials recorded with e.secret. The Bridge reads sessions with
-// StoreSource(e.store, testSessionName), has Routes testRoutes and Now
-// e.clock.Now; mod may change the configuration (e's srv, rdb, store and
-// clock are set when it runs).
+// the logs contain none of the credentials recorded with e.secret. The
+// Bridge reads sessions with StoreSource(e.store, testSessionName), has
+// Routes testRoutes and Now e.clock.Now; mod may change the configuration
+// (e's store and clock are set when it runs).
 func newTestEnv(t testing.TB, mod func(e *testEnv, c *Config)) *testEnv {
 	t.Helper()
-	return newTestEnvOn(t, redistest.New(t), mod)
-}
-
-// newTestEnvOn is newTestEnv on an existing server, which subtests can
-// share to start fewer redis-servers (the keys they write are random; a
-// test that resets or reads the server's stats, flushes, pauses or kills
-// it needs a server of its own, or subtests that do not run in parallel).
-func newTestEnvOn(t testing.TB, srv *redistest.Server, mod func(e *testEnv, c *Config)) *testEnv {
-	t.Helper()
-	e := &testEnv{srv: srv, clock: newTestClock()}
-	e.rdb = redis.NewClient(srv.Options())
-	t.Cleanup(func() { _ = e.rdb.Close() })
-	e.store = newTestStore(t, e.rdb, nil)
+	e := &testEnv{store: newMemStore(), clock: newTestClock()}
 	router := newTestRouter(e.store)
 	e.b = newTestBridge(t, func(c *Config) {
 		c.Sessions = StoreSource(e.store, testSessionName)
@@ -333,8 +348,28 @@ func newTestEnvOn(t testing.TB, srv *redistest.Server, mod func(e *testEnv, c *C
 	return e
 }
 
-// url returns the test server's URL for path.
-func (e *testEnv) url(path string) string { return e.ts.URL + path }
+// session saves values as a new legacy session with e.store and returns
+// its cookie and raw ID, both recorded as secrets.
+func (e *testEnv) session(t testing.TB, values map[any]any) (*http.Cookie, string) {
+	t.Helper()
+	c, id := saveSession(t, e.store, values)
+	e.secret(c.Value, id)
+	return c, id
+}
+
+// token mints a token for sub with e.b's key (see mintTestToken), recorded
+// as a secret.
+func (e *testEnv) token(t testing.TB, sub string, mod func(*Claims)) string {
+	t.Helper()
+	tok := mintTestToken(t, e.b, sub, mod)
+	e.secret(tok)
+	return tok
+}
+
+// jwtCookie returns the JWT cookie holding tok.
+func (e *testEnv) jwtCookie(tok string) *http.Cookie {
+	return &http.Cookie{Name: e.b.cfg.CookieName, Value: tok}
+}
 
 // newJarClient returns a client of ts with its own cookie jar that does
 // not follow redirects.
@@ -381,13 +416,6 @@ func (r *testResponse) identity(t testing.TB) identityBody {
 		t.Fatalf("decode identity %q: %v", r.Body, err)
 	}
 	return b
-}
-
-// reason decodes a WriteError body's reason ("" if it is not one).
-func (r *testResponse) reason() string {
-	var b struct{ Reason string }
-	_ = json.Unmarshal([]byte(r.Body), &b)
-	return b.Reason
 }
 
 // do sends a request with the headers hdr (and cookies, if any) and reads
@@ -460,16 +488,6 @@ func mintTestTokenWith(t testing.TB, key *Key, b *Bridge, sub string, mod func(*
 	return tok
 }
 
-// mustURL parses a URL.
-func mustURL(t testing.TB, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatalf("parse URL %q: %v", s, err)
-	}
-	return u
-}
-
 // tokenClaims decodes a token's payload without verifying it.
 func tokenClaims(t testing.TB, tok string) *Claims {
 	t.Helper()
@@ -507,7 +525,7 @@ func wantRequests(t testing.TB, b *Bridge, route string, want map[Mode]map[Sourc
 	rc := routeCounts(t, b, route)
 	for m := Mode(0); m < numModes; m++ {
 		for s := Source(0); s < numSources; s++ {
-			if got := rc.Requests[m][s]; got != want[m][s] {
+			if got := rc.byMode[m].Of(s); got != want[m][s] {
 				t.Errorf("route %s requests[%v][%v]: got %v, want %v", route, m, s, got, want[m][s])
 			}
 		}
@@ -520,21 +538,10 @@ func wantReasons(t testing.TB, b *Bridge, route string, want map[Reason]uint64) 
 	t.Helper()
 	rc := routeCounts(t, b, route)
 	for r := Reason(0); r < numReasons; r++ {
-		if got := rc.Rejections[r]; got != want[r] {
+		if got := rc.Rejections.Of(r); got != want[r] {
 			t.Errorf("route %s rejections[%v]: got %v, want %v", route, r, got, want[r])
 		}
 	}
-}
-
-// totalRequests sums every request counter of every route.
-func totalRequests(b *Bridge) uint64 {
-	var n uint64
-	for _, rc := range b.Snapshot() {
-		for _, v := range rc.BySource() {
-			n += v
-		}
-	}
-	return n
 }
 
 // checkNoSecrets fails if logs contain any of secrets (tokens, cookie
@@ -549,80 +556,4 @@ func checkNoSecrets(t testing.TB, logs string, secrets ...string) {
 			t.Errorf("logs contain a credential %.12q…:\n%s", s, logs)
 		}
 	}
-}
-
-// session saves values as a new legacy session with e.store and returns
-// its cookie and raw ID, both recorded as secrets.
-func (e *testEnv) session(t testing.TB, values map[any]any) (*http.Cookie, string) {
-	t.Helper()
-	c, id := saveSession(t, e.store, values)
-	e.secret(c.Value, id)
-	return c, id
-}
-
-// token mints a token for sub with e.b's key (see mintTestToken), recorded
-// as a secret.
-func (e *testEnv) token(t testing.TB, sub string, mod func(*Claims)) string {
-	t.Helper()
-	tok := mintTestToken(t, e.b, sub, mod)
-	e.secret(tok)
-	return tok
-}
-
-// jwtCookie returns the JWT cookie holding tok.
-func (e *testEnv) jwtCookie(tok string) *http.Cookie {
-	return &http.Cookie{Name: e.b.cfg.CookieName, Value: tok}
-}
-
-// redisCalls returns how many commands srv executed since start or the
-// last CONFIG RESETSTAT, from INFO commandstats, leaving out the
-// commands of the measurement itself (INFO, CONFIG, HELLO, CLIENT).
-func redisCalls(t testing.TB, srv *redistest.Server) map[string]int64 {
-	t.Helper()
-	c := redis.NewClient(srv.Options())
-	defer c.Close()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatalf("INFO commandstats: %v", err)
-	}
-	calls := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
-		if !ok {
-			continue
-		}
-		name, stats, _ := strings.Cut(rest, ":")
-		if name == "info" || name == "hello" || strings.HasPrefix(name, "config") || strings.HasPrefix(name, "client") {
-			continue
-		}
-		var n int64
-		if _, err := fmt.Sscanf(stats, "calls=%d", &n); err == nil && n > 0 {
-			calls[name] = n
-		}
-	}
-	return calls
-}
-
-// resetRedisStats runs CONFIG RESETSTAT on srv.
-func resetRedisStats(t testing.TB, srv *redistest.Server) {
-	t.Helper()
-	c := redis.NewClient(srv.Options())
-	defer c.Close()
-	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
-		t.Fatalf("CONFIG RESETSTAT: %v", err)
-	}
-}
-
-// cookiesDesc describes cookies for test messages without their values
-// (credentials stay out of test output too).
-func cookiesDesc(cs ...*http.Cookie) string {
-	var parts []string
-	for _, c := range cs {
-		if c == nil {
-			parts = append(parts, "<nil>")
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s=<%d bytes>; Max-Age=%d", c.Name, len(c.Value), c.MaxAge))
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
 }

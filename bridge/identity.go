@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -29,53 +30,72 @@ func (s Source) String() string {
 	return "unknown"
 }
 
-// Identity is who made a request, as established by the middleware. It is
-// shared and must be treated as read-only.
-type Identity struct {
-	// Subject is the token's sub, or the session's user ID.
-	Subject string
-	// Name and Roles come from the token or, through the claims mapping,
-	// the session.
-	Name  string
-	Roles []string
-	// Claims are the verified claims of the token (nil for a session
-	// request that was not converted).
-	Claims *Claims
-	// Source is the credential that authenticated the request.
-	Source Source
-	// Session holds the legacy session's values when Source is
-	// SourceSession; nil otherwise.
-	Session map[any]any
-	// ExpiresAt is the token's expiry (zero for an unconverted session).
-	ExpiresAt time.Time
-	// Token is the raw JWT that authenticated the request, or the one
-	// minted for it; empty for an unconverted session.
-	Token string
-
-	sid string // the session's keyed hash, for a session identity
+// ParseSource parses a source's label, as String writes it.
+func ParseSource(s string) (Source, bool) {
+	i := slices.Index(sourceNames[:], s)
+	return Source(i), i >= 0
 }
+
+// Identity is who made a request. It is a value read through its methods,
+// none of which hands out anything a later request shares.
+type Identity struct {
+	subject   string
+	name      string
+	roles     []string
+	claims    *Claims
+	source    Source
+	session   map[any]any
+	expiresAt time.Time
+	token     string
+	sid       string // the session's keyed hash, for a session identity
+}
+
+// Subject is the token's sub, or the session's user ID.
+func (id Identity) Subject() string { return id.subject }
+
+// Name is the user's display name.
+func (id Identity) Name() string { return id.name }
+
+// Roles returns a copy of the user's roles.
+func (id Identity) Roles() []string { return slices.Clone(id.roles) }
 
 // HasRole reports whether the identity has the role.
-func (id *Identity) HasRole(role string) bool {
-	for _, r := range id.Roles {
-		if r == role {
-			return true
-		}
+func (id Identity) HasRole(role string) bool { return slices.Contains(id.roles, role) }
+
+// Source is the credential that authenticated the request.
+func (id Identity) Source() Source { return id.source }
+
+// Claims returns a copy of the token's claims; false for an unconverted
+// session.
+func (id Identity) Claims() (Claims, bool) {
+	if id.claims == nil {
+		return Claims{}, false
 	}
-	return false
+	return id.claims.clone(), true
 }
+
+// Session returns the session's values (the request's own) when the
+// session authenticated the request, else nil.
+func (id Identity) Session() map[any]any { return id.session }
+
+// ExpiresAt is the token's expiry; zero for an unconverted session.
+func (id Identity) ExpiresAt() time.Time { return id.expiresAt }
+
+// Token is the JWT that authenticated the request, or was minted for it.
+func (id Identity) Token() string { return id.token }
 
 type contextKey struct{}
 
 // IdentityFrom returns the identity the middleware established for the
-// request context, and whether there is one. It never panics.
-func IdentityFrom(ctx context.Context) (*Identity, bool) {
+// request, and whether there is one.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(contextKey{}).(*Identity)
-	return id, ok && id != nil
+	if !ok || id == nil {
+		return Identity{}, false
+	}
+	return *id, true
 }
 
-// WithIdentity returns a copy of ctx carrying id, for tests and for
-// handlers that establish an identity themselves.
-func WithIdentity(ctx context.Context, id *Identity) context.Context {
+func withIdentity(ctx context.Context, id *Identity) context.Context {
 	return context.WithValue(ctx, contextKey{}, id)
 }

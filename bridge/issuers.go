@@ -88,21 +88,41 @@ func (t *TrustedIssuer) fill(i int) error {
 			return fmt.Errorf("%s.Algorithms: %q is not an asymmetric algorithm the bridge accepts", field, a)
 		}
 	}
-	if t.RefreshInterval <= 0 {
-		t.RefreshInterval = DefaultJWKSRefreshInterval
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RefreshInterval", &t.RefreshInterval, DefaultJWKSRefreshInterval},
+		{"UnknownKIDInterval", &t.UnknownKIDInterval, DefaultUnknownKIDInterval},
+		{"Timeout", &t.Timeout, DefaultJWKSTimeout},
+	} {
+		if *d.v < 0 {
+			return fmt.Errorf("%s.%s: %v is negative", field, d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
-	if t.UnknownKIDInterval <= 0 {
-		t.UnknownKIDInterval = DefaultUnknownKIDInterval
+	if t.MaxBodySize < 0 {
+		return fmt.Errorf("%s.MaxBodySize: %d is negative", field, t.MaxBodySize)
 	}
-	if t.Timeout <= 0 {
-		t.Timeout = DefaultJWKSTimeout
-	}
-	if t.MaxBodySize <= 0 {
+	if t.MaxBodySize == 0 {
 		t.MaxBodySize = DefaultJWKSMaxBody
 	}
 	if t.HTTPClient == nil {
 		t.HTTPClient = &http.Client{Timeout: t.Timeout}
 	}
+	return nil
+}
+
+// Run loads the trusted issuers' JWKS and keeps them fresh until ctx ends
+// (their tokens are refused until then). It returns nil.
+func (b *Bridge) Run(ctx context.Context) error {
+	for _, rk := range b.remote {
+		go rk.start(ctx)
+	}
+	<-ctx.Done()
 	return nil
 }
 

@@ -8,12 +8,11 @@ import (
 
 // Logout ends the caller's session everywhere the bridge can reach: it
 // deletes the legacy session from the store, revokes the token's jti and
-// the session's sid (at once here, within RevocationResync on every
-// instance sharing Config.Redis), and clears both cookies (Path=/) with
-// Clear-Site-Data. Cookies are cleared even when the store cannot be
-// reached; the error then wraps ErrStoreUnavailable and the caller should
-// answer 503. Calling it again once the store is back completes the
-// revocation fleet-wide.
+// the session's sid (at once here, and on every instance through
+// Config.Fleet), and clears both cookies (Path=/) with Clear-Site-Data.
+// Cookies are cleared even when the store cannot be reached; the error
+// then wraps ErrStoreUnavailable and the caller should answer 503. Calling
+// it again once the store is back completes the revocation fleet-wide.
 func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := b.cfg.Now()
@@ -21,7 +20,7 @@ func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 	// is denied that long (longer if a presented token lives longer).
 	sidUntil := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
 	var (
-		rs   []revocation
+		rs   []Revocation
 		errs []error
 		sess *Session
 	)
@@ -31,18 +30,23 @@ func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if b.cfg.Sessions != nil && cookieValue(r, b.cfg.Sessions.CookieName()) != "" {
-		s, err := b.cfg.Sessions.Load(r)
+		s, err := loadSession(b.cfg.Sessions, r)
 		switch {
 		case err == nil:
 			sess = s
-			rs = append(rs, revocation{kind: "sid", id: b.sids.sid(s.ID), until: sidUntil})
+			rs = append(rs, Revocation{SID: b.sids.sid(s.ID), Until: sidUntil})
 		case errors.Is(err, ErrStoreUnavailable):
 			errs = append(errs, err)
 		}
 	}
-	// One round trip for every revocation: with Redis hanging, logout
-	// takes at most the session load plus one FlushTimeout.
-	errs = append(errs, b.revoke(ctx, rs...))
+	for _, r := range rs {
+		b.Deny(r)
+	}
+	// One call for every revocation: with the fleet's store hanging,
+	// logout takes at most the session load plus the fleet's deadline.
+	if b.cfg.Fleet != nil && len(rs) > 0 {
+		errs = append(errs, b.cfg.Fleet.Revoke(ctx, rs))
+	}
 	if sess != nil {
 		errs = append(errs, b.cfg.Sessions.Delete(ctx, sess))
 	}
@@ -65,7 +69,7 @@ func bearerOnly(r *http.Request) string {
 // does not verify needs no revocation; one already revoked (here) is
 // revoked again, so that a logout retried after Redis failed reaches the
 // fleet.
-func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []revocation {
+func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []Revocation {
 	e, err := b.verifier.verify(tok)
 	if errors.Is(err, ErrTokenRevoked) {
 		// Verified but denied: check it again without the denylist (and
@@ -81,12 +85,12 @@ func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []revocation {
 	if e.claims.ExpiresAt != nil {
 		until = e.claims.ExpiresAt.Time.Add(b.cfg.Leeway)
 	}
-	var rs []revocation
+	var rs []Revocation
 	if e.claims.ID != "" {
-		rs = append(rs, revocation{kind: "jti", id: e.claims.ID, until: until})
+		rs = append(rs, Revocation{JTI: e.claims.ID, Until: until})
 	}
 	if e.claims.SID != "" {
-		rs = append(rs, revocation{kind: "sid", id: e.claims.SID, until: later(until, sidUntil)})
+		rs = append(rs, Revocation{SID: e.claims.SID, Until: later(until, sidUntil)})
 	}
 	return rs
 }

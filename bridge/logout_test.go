@@ -1,6 +1,8 @@
-// Tests of Logout and revocation (logout.go, revoke.go) across instances
-// sharing a real redis-server.
-package bridge
+// Tests of Logout and of the denylist on one instance, without a Fleet:
+// the session deleted, both cookies cleared, the tokens refused here at
+// once, 503 when the store cannot be reached. What reaches the other
+// instances through Redis is tested in bridge/fleet (revoke_test.go).
+package bridge_test
 
 import (
 	"context"
@@ -8,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,114 +17,111 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 )
 
-// loFleet is a redis-server, the legacy store on it, and a signing key
-// that instances share.
-type loFleet struct {
-	srv   *redistest.Server
-	rdb   *redis.Client
-	store *redisstore.Store
-	key   *Key
-}
-
-func newLoFleet(t *testing.T) *loFleet {
-	t.Helper()
-	f := &loFleet{srv: redistest.New(t), key: newTestKey(t)}
-	f.rdb = f.srv.Client()
-	f.store = newTestStore(t, f.rdb, func(c *redisstore.Config) { c.Timeout = 300 * time.Millisecond })
-	return f
-}
-
-// loInstance is one instance of the app: the test router with POST
+// lApp is one instance of the app on its own redis-server: the legacy
+// store (300ms per call), the router of bridgetest.NewRouter with POST
 // /logout (503 when the store is unavailable), the bridge's middleware,
-// behind an httptest TLS server.
-type loInstance struct {
-	b      *Bridge
+// behind an httptest TLS server. It has no Fleet: revocations stay on
+// this instance.
+type lApp struct {
+	srv    *redistest.Server
+	rdb    *redis.Client
+	store  *redisstore.Store
+	b      *bridge.Bridge
+	key    *bridgetest.Key // b's signing key
+	logs   *syncbuf.Buffer
 	ts     *httptest.Server
 	c      *http.Client
 	mu     sync.Mutex
 	errors []error // what Logout returned
 }
 
-func (f *loFleet) instance(t *testing.T, run bool) *loInstance {
+func lNewApp(t *testing.T) *lApp {
 	t.Helper()
-	in := &loInstance{}
-	router := newTestRouter(f.store)
+	a := &lApp{srv: redistest.New(t)}
+	a.rdb = a.srv.Client()
+	a.store = bridgetest.NewStore(t, a.rdb, func(c *redisstore.Config) { c.Timeout = 300 * time.Millisecond })
+	router := bridgetest.NewRouter(a.store)
 	router.HandleFunc("/logout", func(w http.ResponseWriter, r *http.Request) {
-		err := in.b.Logout(w, r)
-		in.mu.Lock()
-		in.errors = append(in.errors, err)
-		in.mu.Unlock()
+		err := a.b.Logout(w, r)
+		a.mu.Lock()
+		a.errors = append(a.errors, err)
+		a.mu.Unlock()
 		switch {
-		case errors.Is(err, ErrStoreUnavailable):
-			WriteError(w, r, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonStoreUnavailable, Err: err})
+		case errors.Is(err, bridge.ErrStoreUnavailable):
+			bridge.WriteError(w, r, &bridge.Rejection{Status: http.StatusServiceUnavailable, Reason: bridge.ReasonStoreUnavailable, Err: err})
 		case err != nil:
 			http.Error(w, "logout failed", http.StatusInternalServerError)
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}).Methods(http.MethodPost)
-	in.b = newTestBridge(t, func(c *Config) {
-		c.SigningKey = f.key
-		c.Sessions = StoreSource(f.store, testSessionName)
-		c.Redis = f.srv.Client()
-		c.Routes = testRoutes
+	a.b, a.key, a.logs = bridgetest.NewBridge(t, func(c *bridge.Config) {
+		c.Sessions = bridge.StoreSource(a.store, bridgetest.SessionName)
+		c.Routes = bridgetest.Routes
 		c.Router = router
-		c.FlushTimeout = 300 * time.Millisecond
 	})
-	router.Use(in.b.Middleware)
-	in.ts = httptest.NewTLSServer(router)
-	t.Cleanup(in.ts.Close)
-	in.c = newJarClient(t, in.ts)
-	if run {
-		goRun(t, in.b)
-	}
-	return in
+	router.Use(a.b.Middleware)
+	a.ts = httptest.NewTLSServer(router)
+	t.Cleanup(a.ts.Close)
+	a.c = bridgetest.NewJarClient(t, a.ts)
+	return a
 }
 
-func (in *loInstance) lastError() error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if len(in.errors) == 0 {
+func (a *lApp) lastError() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.errors) == 0 {
 		return nil
 	}
-	return in.errors[len(in.errors)-1]
+	return a.errors[len(a.errors)-1]
 }
 
 // status returns the status of GET path with tok as bearer (cookie
 // false) or as the JWT cookie (cookie true), without the jar.
-func (in *loInstance) status(t *testing.T, path, tok string, cookie bool) int {
+func (a *lApp) status(t *testing.T, path, tok string, cookie bool) int {
 	t.Helper()
-	c := &http.Client{Transport: in.c.Transport, Timeout: 5 * time.Second}
+	c := &http.Client{Transport: a.c.Transport, Timeout: 5 * time.Second}
 	if cookie {
-		return do(t, c, "GET", in.ts.URL+path, nil, &http.Cookie{Name: DefaultCookieName, Value: tok}).StatusCode
+		return bridgetest.Do(t, c, "GET", a.ts.URL+path, nil, &http.Cookie{Name: bridge.DefaultCookieName, Value: tok}).StatusCode
 	}
-	return do(t, c, "GET", in.ts.URL+path, bearer(tok)).StatusCode
+	return bridgetest.Do(t, c, "GET", a.ts.URL+path, bridgetest.Bearer(tok)).StatusCode
 }
 
 // convert sends the session cookie to a dual route and returns the JWT
 // the bridge converted it into.
-func (in *loInstance) convert(t *testing.T, sess *http.Cookie) string {
+func (a *lApp) convert(t *testing.T, sess *http.Cookie) string {
 	t.Helper()
-	r := do(t, &http.Client{Transport: in.c.Transport}, "GET", in.ts.URL+"/dual", nil, sess)
-	ck := r.cookie(DefaultCookieName)
+	r := bridgetest.Do(t, &http.Client{Transport: a.c.Transport}, "GET", a.ts.URL+"/dual", nil, sess)
+	ck := r.Cookie(bridge.DefaultCookieName)
 	if r.StatusCode != 200 || ck == nil || ck.Value == "" {
-		t.Fatalf("conversion: %d, Set-Cookie %q", r.StatusCode, r.Header.Values("Set-Cookie"))
+		t.Fatalf("conversion: %d, Set-Cookie %s", r.StatusCode, bridgetest.CookiesDesc(r.Cookies()...))
 	}
 	return ck.Value
 }
 
-// checkLogoutCookies checks that a logout response clears both cookies
-// with Path=/ and sets Clear-Site-Data.
-func checkLogoutCookies(t *testing.T, r *testResponse) {
+// logout posts to /logout with the bearer api and the session and JWT
+// cookies, without the jar.
+func (a *lApp) logout(t *testing.T, api string, sess *http.Cookie, tok string) *bridgetest.Response {
 	t.Helper()
-	for _, name := range []string{testSessionName, DefaultCookieName} {
-		ck := r.cookie(name)
+	return bridgetest.Do(t, &http.Client{Transport: a.c.Transport}, "POST", a.ts.URL+"/logout", bridgetest.Bearer(api),
+		sess, &http.Cookie{Name: bridge.DefaultCookieName, Value: tok})
+}
+
+// lCheckLogoutCookies checks that a logout response clears both cookies
+// with Path=/ and sets Clear-Site-Data.
+func lCheckLogoutCookies(t *testing.T, r *bridgetest.Response) {
+	t.Helper()
+	for _, name := range []string{bridgetest.SessionName, bridge.DefaultCookieName} {
+		ck := r.Cookie(name)
 		if ck == nil {
-			t.Errorf("cookie %q not cleared (Set-Cookie %q)", name, r.Header.Values("Set-Cookie"))
+			t.Errorf("cookie %q not cleared (Set-Cookie %s)", name, bridgetest.CookiesDesc(r.Cookies()...))
 			continue
 		}
 		if ck.MaxAge >= 0 || ck.Value != "" || ck.Path != "/" || !ck.HttpOnly || !ck.Secure {
@@ -131,35 +129,69 @@ func checkLogoutCookies(t *testing.T, r *testResponse) {
 		}
 	}
 	if got := r.Header.Get("Clear-Site-Data"); got != `"cookies"` {
-		t.Errorf("Clear-Site-Data %q", got)
+		t.Errorf("Clear-Site-Data: got %q, want %q", got, `"cookies"`)
 	}
 	if got := r.Header.Get("Cache-Control"); got != "no-store" {
-		t.Errorf("Cache-Control %q", got)
+		t.Errorf("Cache-Control: got %q, want no-store", got)
 	}
 }
 
-// TestLogoutAcrossInstances: a logout on instance A refuses the session's
-// tokens (bearer and cookie, presented or not) on A at once and on B,
-// which verified and cached them before, within two seconds; an instance
-// started later learns it at start.
-func TestLogoutAcrossInstances(t *testing.T) {
-	f := newLoFleet(t)
-	a, b := f.instance(t, true), f.instance(t, true)
-	sess, sessID := saveSession(t, f.store, testUser("1"))
-	sid := a.b.sids.sid(sessID)
+// lJWTRoute is the route lVerify checks tokens on: give it mode jwt in
+// the Bridge's Config.Routes (lWithJWTRoute).
+const lJWTRoute = "/jwt"
+
+// lWithJWTRoute puts lJWTRoute in jwt mode.
+func lWithJWTRoute(c *bridge.Config) { c.Routes = bridge.Routes{lJWTRoute: bridge.JWT} }
+
+// lVerify is b's decision on tok as a bearer token on a jwt route: nil
+// when it authenticates, else the *bridge.Rejection, which wraps why
+// (bridge.ErrTokenRevoked, ...).
+func lVerify(t testing.TB, b *bridge.Bridge, tok string) error {
+	t.Helper()
+	if m := b.Mode(lJWTRoute); m != bridge.JWT {
+		t.Fatalf("lVerify: route %s is %v, want jwt (lWithJWTRoute)", lJWTRoute, m)
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://app.test"+lJWTRoute, nil)
+	r.Pattern = lJWTRoute
+	r.Header.Set("Authorization", "Bearer "+tok)
+	_, err := b.Check(httptest.NewRecorder(), r)
+	return err
+}
+
+// lWaitFor polls cond every 10ms until it holds, failing after d.
+func lWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestLogout: a logout deletes the legacy session from Redis, clears
+// both cookies, and refuses the session's tokens (bearer and cookie,
+// presented or not) on this instance at once; nobody else is logged out.
+// The same logout across instances is fleet's TestLogoutAcrossInstances.
+func TestLogout(t *testing.T) {
+	a := lNewApp(t)
+	sess, sessID := bridgetest.SaveSession(t, a.store, bridgetest.User("1"))
+	sid := bridge.SIDOf(a.b, sessID)
 
 	converted := a.convert(t, sess) // the JWT cookie minted from the session
-	if c := tokenClaims(t, converted); c.SID != sid || c.ID == "" {
-		t.Fatalf("converted token: sid %q jti %q", c.SID, c.ID)
+	if c := bridgetest.TokenClaims(t, converted); c.SID != sid || c.ID == "" {
+		t.Fatalf("converted token: sid %q jti %q, want sid %q and a jti", c.SID, c.ID, sid)
 	}
 	// A token of the same session never shown at logout (another tab's,
 	// a downstream call's): refused through its sid.
-	sibling := mintTestToken(t, a.b, "1", func(c *Claims) { c.SID = sid })
+	sibling := a.key.Mint(t, a.b, "1", func(c *bridge.Claims) { c.SID = sid })
 	// An API token without sid, presented as bearer at logout: refused
 	// through its jti.
-	api := mintTestToken(t, a.b, "1", nil)
+	api := a.key.Mint(t, a.b, "1", nil)
 	// Another user's token: untouched.
-	bob := mintTestToken(t, a.b, "2", func(c *Claims) { c.SID = a.b.sids.sid("bob-session") })
+	bob := a.key.Mint(t, a.b, "2", func(c *bridge.Claims) { c.SID = bridge.SIDOf(a.b, "bob-session") })
 
 	type cred struct {
 		name   string
@@ -173,94 +205,61 @@ func TestLogoutAcrossInstances(t *testing.T) {
 		{"sibling token as cookie", sibling, true},
 		{"bearer presented at logout", api, false},
 	}
-	for _, in := range []*loInstance{a, b} {
-		for _, c := range append(revokedCreds, cred{"other user", bob, false}) {
-			if got := in.status(t, "/jwt", c.tok, c.cookie); got != 200 {
-				t.Fatalf("before logout, %s: %d", c.name, got)
-			}
+	for _, c := range append(revokedCreds, cred{"other user", bob, false}) {
+		if got := a.status(t, "/jwt", c.tok, c.cookie); got != 200 {
+			t.Fatalf("before logout, %s: got %d, want 200", c.name, got)
 		}
 	}
 
-	r := do(t, &http.Client{Transport: a.c.Transport}, "POST", a.ts.URL+"/logout", bearer(api),
-		sess, &http.Cookie{Name: DefaultCookieName, Value: converted})
+	r := a.logout(t, api, sess, converted)
 	if r.StatusCode != http.StatusNoContent {
-		t.Fatalf("logout: %d %s (error %v)", r.StatusCode, r.Body, a.lastError())
+		t.Fatalf("logout: got %d %s (error %v), want 204", r.StatusCode, r.Body, a.lastError())
 	}
-	checkLogoutCookies(t, r)
+	lCheckLogoutCookies(t, r)
 
 	// The legacy session is gone from Redis.
-	if n, err := f.rdb.Exists(context.Background(), "session_"+sessID).Result(); err != nil || n != 0 {
-		t.Errorf("session key: exists %d, %v", n, err)
+	if n, err := a.rdb.Exists(context.Background(), a.store.Key(sessID)).Result(); err != nil || n != 0 {
+		t.Errorf("session key: exists %d (%v), want 0", n, err)
 	}
-	// On A at once.
+	// Refused here at once.
 	for _, c := range revokedCreds {
 		if got := a.status(t, "/jwt", c.tok, c.cookie); got != http.StatusUnauthorized {
-			t.Errorf("on A right after logout, %s: %d, want 401", c.name, got)
+			t.Errorf("right after logout, %s: got %d, want 401", c.name, got)
 		}
 	}
-	// On B within two seconds.
-	start := time.Now()
-	for _, c := range revokedCreds {
-		idpEventually(t, 2*time.Second-time.Since(start), "on B, "+c.name+" refused", func() bool {
-			return b.status(t, "/jwt", c.tok, c.cookie) == http.StatusUnauthorized
-		})
+	// The denylist holds the session's sid and the presented tokens' jtis.
+	if _, ok := bridge.Denied(a.b, "", sid); !ok {
+		t.Errorf("sid %q not denied", sid)
 	}
-	t.Logf("B refused every token %v after the logout", time.Since(start))
-	// The session cookie no longer authenticates anywhere.
-	for name, in := range map[string]*loInstance{"A": a, "B": b} {
-		r := do(t, &http.Client{Transport: in.c.Transport}, "GET", in.ts.URL+"/dual", nil, sess)
-		if r.StatusCode != http.StatusUnauthorized || r.cookie(DefaultCookieName) != nil && r.cookie(DefaultCookieName).MaxAge >= 0 {
-			t.Errorf("on %s, the logged-out session cookie: %d, Set-Cookie %q", name, r.StatusCode, r.Header.Values("Set-Cookie"))
+	for _, tok := range []string{converted, api} {
+		if jti := bridgetest.TokenClaims(t, tok).ID; !lDenied(a.b, jti) {
+			t.Errorf("jti %q not denied", jti)
 		}
 	}
-	// An instance started after the logout learns it from the set.
-	c := f.instance(t, true)
-	for _, cr := range revokedCreds {
-		idpEventually(t, 2*time.Second, "on C, "+cr.name+" refused", func() bool {
-			return c.status(t, "/jwt", cr.tok, cr.cookie) == http.StatusUnauthorized
-		})
+	// The session cookie no longer authenticates.
+	r = bridgetest.Do(t, &http.Client{Transport: a.c.Transport}, "GET", a.ts.URL+"/dual", nil, sess)
+	if ck := r.Cookie(bridge.DefaultCookieName); r.StatusCode != http.StatusUnauthorized || ck != nil && ck.MaxAge >= 0 {
+		t.Errorf("the logged-out session cookie: got %d, Set-Cookie %s, want 401 and no JWT cookie", r.StatusCode, bridgetest.CookiesDesc(r.Cookies()...))
 	}
 	// Nobody else is logged out.
-	for name, in := range map[string]*loInstance{"A": a, "B": b, "C": c} {
-		if got := in.status(t, "/jwt", bob, false); got != 200 {
-			t.Errorf("on %s, another user's token: %d", name, got)
-		}
+	if got := a.status(t, "/jwt", bob, false); got != 200 {
+		t.Errorf("another user's token: got %d, want 200", got)
 	}
-	// The set in Redis holds the revocations, never the raw session ID.
-	members, err := f.rdb.ZRange(context.Background(), "{sessionbridge}:revoked", 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"sid:" + sid, "jti:" + tokenClaims(t, converted).ID, "jti:" + tokenClaims(t, api).ID}
-	for _, m := range want {
-		if !containsString(members, m) {
-			t.Errorf("revocation set %q lacks %q", members, m)
-		}
-	}
-	for _, m := range members {
-		if strings.Contains(m, sessID) {
-			t.Errorf("revocation set holds the raw session ID: %q", m)
-		}
-	}
-	for _, in := range []*loInstance{a, b, c} {
-		checkNoSecrets(t, logsOf(in.b).String(), sessID, sess.Value, converted, sibling, api)
-	}
+	bridgetest.CheckNoSecrets(t, a.logs.String(), sessID, sess.Value, converted, sibling, api)
 }
 
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
+func lDenied(b *bridge.Bridge, jti string) bool {
+	_, ok := bridge.Denied(b, jti, "")
+	return ok
 }
 
-// TestLogoutRedisDown: with Redis gone, logout still clears both cookies
-// and denies the tokens on this instance, and its error wraps
-// ErrStoreUnavailable (a 503); once Redis is back, a retried logout
-// reaches the other instances.
-func TestLogoutRedisDown(t *testing.T) {
+// TestLogoutStoreDown: with Redis gone (killed, or hung), logout still
+// clears both cookies and denies the tokens on this instance, its error
+// wraps ErrStoreUnavailable (a 503) and it answers within its bound; once
+// Redis is back, a retried logout succeeds and the session is gone. What
+// the retried logout does for the other instances is fleet's
+// TestLogoutRedisDown.
+func TestLogoutStoreDown(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		fault func(*redistest.Server)
@@ -269,56 +268,54 @@ func TestLogoutRedisDown(t *testing.T) {
 		{"hung", (*redistest.Server).Pause},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newLoFleet(t)
-			a, b := f.instance(t, true), f.instance(t, true)
-			sess, sessID := saveSession(t, f.store, testUser("1"))
+			a := lNewApp(t)
+			sess, sessID := bridgetest.SaveSession(t, a.store, bridgetest.User("1"))
 			tok := a.convert(t, sess)
-			api := mintTestToken(t, a.b, "1", nil)
-			if got := b.status(t, "/jwt", tok, false); got != 200 {
-				t.Fatalf("before logout on B: %d", got)
+			api := a.key.Mint(t, a.b, "1", nil)
+			for _, x := range []string{tok, api} {
+				if got := a.status(t, "/jwt", x, false); got != 200 {
+					t.Fatalf("before logout: got %d, want 200", got)
+				}
 			}
 
-			tc.fault(f.srv)
+			tc.fault(a.srv)
 			start := time.Now()
-			r := do(t, &http.Client{Transport: a.c.Transport}, "POST", a.ts.URL+"/logout", bearer(api),
-				sess, &http.Cookie{Name: DefaultCookieName, Value: tok})
+			r := a.logout(t, api, sess, tok)
 			took := time.Since(start)
 			if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
-				t.Errorf("logout with Redis %s: %d, Retry-After %q", tc.name, r.StatusCode, r.Header.Get("Retry-After"))
+				t.Errorf("logout with Redis %s: got %d, Retry-After %q, want 503 with Retry-After", tc.name, r.StatusCode, r.Header.Get("Retry-After"))
 			}
-			if err := a.lastError(); !errors.Is(err, ErrStoreUnavailable) {
+			if err := a.lastError(); !errors.Is(err, bridge.ErrStoreUnavailable) {
 				t.Errorf("Logout error %v does not wrap ErrStoreUnavailable", err)
 			}
-			checkLogoutCookies(t, r)
-			// Bounded: the session load (300ms) and one revocation round
-			// trip (FlushTimeout 300ms), with room for a slow machine.
+			lCheckLogoutCookies(t, r)
+			// Bounded: the session load (300ms), with room for a slow
+			// machine.
 			if took > 2*time.Second {
-				t.Errorf("logout took %v with Redis %s", took, tc.name)
+				t.Errorf("logout took %v with Redis %s, want within 2s", took, tc.name)
 			}
 			// This instance denies the tokens at once, without Redis.
 			for _, x := range []string{tok, api} {
 				if got := a.status(t, "/jwt", x, false); got != http.StatusUnauthorized {
-					t.Errorf("on A after the failed logout: %d", got)
+					t.Errorf("after the failed logout: got %d, want 401", got)
 				}
 			}
 
 			if tc.name == "hung" {
-				f.srv.Resume()
+				a.srv.Resume()
 			} else {
-				f.srv.Restart() // empty: the session is gone with it
+				a.srv.Restart() // empty: the session is gone with it
 			}
-			// The client retries; now every instance learns it.
-			idpEventually(t, 5*time.Second, "logout retried with Redis back", func() bool {
-				r := do(t, &http.Client{Transport: a.c.Transport}, "POST", a.ts.URL+"/logout", bearer(api),
-					sess, &http.Cookie{Name: DefaultCookieName, Value: tok})
-				return r.StatusCode == http.StatusNoContent
+			// The client retries; now it succeeds.
+			lWaitFor(t, 5*time.Second, "logout retried with Redis back", func() bool {
+				return a.logout(t, api, sess, tok).StatusCode == http.StatusNoContent
 			})
 			for _, x := range []string{tok, api} {
-				idpEventually(t, 3*time.Second, "on B, refused after the retried logout", func() bool {
-					return b.status(t, "/jwt", x, false) == http.StatusUnauthorized
-				})
+				if got := a.status(t, "/jwt", x, false); got != http.StatusUnauthorized {
+					t.Errorf("after the retried logout: got %d, want 401", got)
+				}
 			}
-			if n, _ := f.rdb.Exists(context.Background(), "session_"+sessID).Result(); n != 0 {
+			if n, _ := a.rdb.Exists(context.Background(), a.store.Key(sessID)).Result(); n != 0 {
 				t.Error("session key still in Redis after the retried logout")
 			}
 		})
@@ -326,144 +323,63 @@ func TestLogoutRedisDown(t *testing.T) {
 }
 
 // TestLogoutDirect: Logout's own contract, on a recorder: both cookies
-// cleared, the error, with no session store or no Redis at all.
+// cleared, the error, with no session store and no Fleet at all.
 func TestLogoutDirect(t *testing.T) {
-	t.Run("no Redis, no sessions", func(t *testing.T) {
-		b := newTestBridge(t, nil)
-		tok := mintTestToken(t, b, "alice", func(c *Claims) { c.SID = "sid-alice" })
+	t.Run("no fleet, no sessions", func(t *testing.T) {
+		b, key, _ := bridgetest.NewBridge(t, lWithJWTRoute)
+		tok := key.Mint(t, b, "alice", func(c *bridge.Claims) { c.SID = "sid-alice" })
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest("POST", "https://app.test/logout", nil)
-		r.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: tok})
+		r.AddCookie(&http.Cookie{Name: bridge.DefaultCookieName, Value: tok})
 		if err := b.Logout(rec, r); err != nil {
 			t.Fatalf("Logout: %v", err)
 		}
 		cs := rec.Result().Cookies()
-		if len(cs) != 1 || cs[0].Name != DefaultCookieName || cs[0].MaxAge >= 0 || cs[0].Path != "/" {
-			t.Errorf("cookies %q", rec.Header().Values("Set-Cookie"))
+		if len(cs) != 1 || cs[0].Name != bridge.DefaultCookieName || cs[0].MaxAge >= 0 || cs[0].Path != "/" {
+			t.Errorf("cookies %s, want only %s cleared with Path=/", bridgetest.CookiesDesc(cs...), bridge.DefaultCookieName)
 		}
-		if rec.Header().Get("Clear-Site-Data") != `"cookies"` {
-			t.Error("no Clear-Site-Data")
+		if got := rec.Header().Get("Clear-Site-Data"); got != `"cookies"` {
+			t.Errorf("Clear-Site-Data: got %q, want %q", got, `"cookies"`)
 		}
-		if err := verifyErr(b, tok); !errors.Is(err, ErrTokenRevoked) {
-			t.Errorf("after logout: %v, want ErrTokenRevoked", err)
+		if err := lVerify(t, b, tok); !errors.Is(err, bridge.ErrTokenRevoked) {
+			t.Errorf("after logout: got %v, want ErrTokenRevoked", err)
 		}
-		if !b.revoked.has("", "sid-alice") {
+		if _, ok := bridge.Denied(b, "", "sid-alice"); !ok {
 			t.Error("sid not revoked")
 		}
 	})
 	t.Run("invalid credentials revoke nothing", func(t *testing.T) {
-		b := newTestBridge(t, nil)
-		forged := mintTestTokenWith(t, newTestKey(t), b, "victim", func(c *Claims) { c.ID = "victim-jti"; c.SID = "victim-sid" })
+		b, key, _ := bridgetest.NewBridge(t, lWithJWTRoute)
+		forged := bridgetest.NewKey(t).Mint(t, b, "victim", func(c *bridge.Claims) { c.ID = "victim-jti"; c.SID = "victim-sid" })
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest("POST", "https://app.test/logout", nil)
 		r.Header.Set("Authorization", "Bearer "+forged)
-		r.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: "garbage"})
+		r.AddCookie(&http.Cookie{Name: bridge.DefaultCookieName, Value: "garbage"})
 		if err := b.Logout(rec, r); err != nil {
 			t.Fatalf("Logout: %v", err)
 		}
-		if b.revoked.has("victim-jti", "victim-sid") {
-			t.Error("a forged token revoked someone else's jti or sid")
+		_, jti := bridge.Denied(b, "victim-jti", "")
+		_, sid := bridge.Denied(b, "", "victim-sid")
+		if jti || sid {
+			t.Errorf("a forged token revoked someone else's jti (%v) or sid (%v)", jti, sid)
 		}
-		victim := mintTestToken(t, b, "victim", func(c *Claims) { c.ID = "victim-jti"; c.SID = "victim-sid" })
-		if err := verifyErr(b, victim); err != nil {
-			t.Errorf("the victim's real token: %v", err)
+		victim := key.Mint(t, b, "victim", func(c *bridge.Claims) { c.ID = "victim-jti"; c.SID = "victim-sid" })
+		if err := lVerify(t, b, victim); err != nil {
+			t.Errorf("the victim's real token: got %v, want nil", err)
 		}
 	})
-}
-
-// TestRevocationExpiry: revocations are forgotten after their time, in
-// Redis and in every replica, and a shorter revocation never shortens a
-// longer one.
-func TestRevocationExpiry(t *testing.T) {
-	srv := redistest.New(t)
-	rdb := srv.Client()
-	clock := newTestClock()
-	mk := func() *Bridge {
-		return newTestBridge(t, func(c *Config) { c.Redis = srv.Client(); c.Now = clock.Now; c.FlushTimeout = time.Second })
-	}
-	a, b := mk(), mk()
-	goRun(t, a)
-	goRun(t, b)
-	ctx := context.Background()
-	now := clock.Now()
-	if err := a.revoke(ctx,
-		revocation{kind: "jti", id: "short", until: now.Add(time.Minute)},
-		revocation{kind: "sid", id: "long", until: now.Add(24 * time.Hour)},
-	); err != nil {
-		t.Fatal(err)
-	}
-	// A later, shorter revocation of the same sid keeps the longer time.
-	if err := a.revoke(ctx, revocation{kind: "sid", id: "long", until: now.Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	idpEventually(t, 2*time.Second, "B learns both", func() bool {
-		return b.revoked.has("short", "") && b.revoked.has("", "long")
-	})
-	score, err := rdb.ZScore(ctx, "{sessionbridge}:revoked", "sid:long").Result()
-	if err != nil || int64(score) != now.Add(24*time.Hour).Unix() {
-		t.Errorf("sid:long scored %v (%v), want its 24h time", score, err)
-	}
-	// The set lives as long as its latest entry (plus slack), not the
-	// bridge's token lifetime.
-	ttl, err := rdb.TTL(ctx, "{sessionbridge}:revoked").Result()
-	if err != nil || ttl < 24*time.Hour-time.Minute {
-		t.Errorf("revocation set TTL %v (%v), want at least 24h", ttl, err)
-	}
-
-	// Two minutes later the jti is forgotten everywhere; the sid is not.
-	clock.Advance(2 * time.Minute)
-	for name, x := range map[string]*Bridge{"A": a, "B": b} {
-		idpEventually(t, 3*time.Second, name+" forgets the jti", func() bool {
-			x.revoked.mu.RLock()
-			defer x.revoked.mu.RUnlock()
-			_, ok := x.revoked.jtis["short"]
-			return !ok
-		})
-		if !x.revoked.has("", "long") {
-			t.Errorf("%s forgot the sid before its time", name)
-		}
-	}
-	// The next revocation trims the set in Redis.
-	if err := a.revoke(ctx, revocation{kind: "jti", id: "later", until: clock.Now().Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
-	members, _ := rdb.ZRange(ctx, "{sessionbridge}:revoked", 0, -1).Result()
-	if containsString(members, "jti:short") || !containsString(members, "sid:long") || !containsString(members, "jti:later") {
-		t.Errorf("revocation set %q", members)
-	}
-	// A new instance never learns what has expired.
-	c := mk()
-	goRun(t, c)
-	idpEventually(t, 2*time.Second, "C learns the live ones", func() bool {
-		return c.revoked.has("later", "") && c.revoked.has("", "long")
-	})
-	if c.revoked.has("short", "") {
-		t.Error("C learnt an expired revocation")
-	}
-
-	// Without Redis, the denylist is bounded too: revoking forgets what
-	// has expired.
-	solo := newTestBridge(t, func(c *Config) { c.Now = clock.Now })
-	for i := range 100 {
-		_ = solo.revoke(ctx, revocation{kind: "jti", id: "old-" + strconv.Itoa(i), until: clock.Now().Add(time.Second)})
-	}
-	clock.Advance(time.Minute)
-	_ = solo.revoke(ctx, revocation{kind: "jti", id: "fresh", until: clock.Now().Add(time.Minute)})
-	solo.revoked.mu.RLock()
-	n := len(solo.revoked.jtis)
-	solo.revoked.mu.RUnlock()
-	if n != 1 {
-		t.Errorf("denylist without Redis holds %d entries after expiry, want 1", n)
-	}
 }
 
 // TestRevocationTokenExpiry: a revoked token stays refused until its exp,
 // whatever the clock does in between, and the revocation outlives the
 // token by the leeway.
 func TestRevocationTokenExpiry(t *testing.T) {
-	clock := newTestClock()
-	b := newTestBridge(t, func(c *Config) { c.Now = clock.Now })
-	tok := mintTestToken(t, b, "alice", func(c *Claims) {
+	clock := bridgetest.NewClock()
+	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
+		lWithJWTRoute(c)
+		c.Now = clock.Now
+	})
+	tok := key.Mint(t, b, "alice", func(c *bridge.Claims) {
 		c.ExpiresAt = jwt.NewNumericDate(clock.Now().Add(5 * time.Minute))
 	})
 	rec := httptest.NewRecorder()
@@ -472,17 +388,32 @@ func TestRevocationTokenExpiry(t *testing.T) {
 	if err := b.Logout(rec, r); err != nil {
 		t.Fatal(err)
 	}
-	jti := tokenClaims(t, tok).ID
-	b.revoked.mu.RLock()
-	until := b.revoked.jtis[jti]
-	b.revoked.mu.RUnlock()
-	if want := clock.Now().Add(5*time.Minute + b.cfg.Leeway); !until.Equal(want) {
+	jti := bridgetest.TokenClaims(t, tok).ID
+	until, _ := bridge.Denied(b, jti, "")
+	if want := clock.Now().Add(5*time.Minute + b.Config().Leeway); !until.Equal(want) {
 		t.Errorf("jti denied until %v, want exp + leeway %v", until, want)
 	}
 	for _, step := range []time.Duration{time.Minute, 3 * time.Minute, 50 * time.Second} {
 		clock.Advance(step)
-		if err := verifyErr(b, tok); !errors.Is(err, ErrTokenRevoked) {
-			t.Fatalf("%v after logout: %v, want ErrTokenRevoked", clock.Now().Sub(until), err)
+		if err := lVerify(t, b, tok); !errors.Is(err, bridge.ErrTokenRevoked) {
+			t.Fatalf("%v after logout: got %v, want ErrTokenRevoked", clock.Now().Sub(until), err)
 		}
+	}
+}
+
+// TestRevocationExpiryWithoutFleet: without a Fleet (no resync), the
+// denylist is bounded too: denying forgets what has expired. The expiry
+// of revocations in Redis and in every replica is fleet's
+// TestRevocationExpiry.
+func TestRevocationExpiryWithoutFleet(t *testing.T) {
+	clock := bridgetest.NewClock()
+	solo, _, _ := bridgetest.NewBridge(t, func(c *bridge.Config) { c.Now = clock.Now })
+	for i := range 100 {
+		solo.Deny(bridge.Revocation{JTI: "old-" + strconv.Itoa(i), Until: clock.Now().Add(time.Second)})
+	}
+	clock.Advance(time.Minute)
+	solo.Deny(bridge.Revocation{JTI: "fresh", Until: clock.Now().Add(time.Minute)})
+	if n := bridge.DeniedJTIs(solo); n != 1 {
+		t.Errorf("denylist without a fleet holds %d entries after expiry, want 1", n)
 	}
 }

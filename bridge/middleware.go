@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,61 +8,55 @@ import (
 	"time"
 )
 
-// Rejection is the error a refused request is answered with: the HTTP
-// status, the counted reason and the cause.
-type Rejection struct {
-	Status int
-	Reason Reason
-	Err    error
-}
-
-func (e *Rejection) Error() string { return e.Reason.String() + ": " + e.Err.Error() }
-
-// Unwrap returns the cause, which wraps one of the package's sentinels.
-func (e *Rejection) Unwrap() error { return e.Err }
-
-// WriteError is the default Config.ErrorHandler: a short JSON body
-// {"error": ..., "reason": ...}; 401 with WWW-Authenticate: Bearer, 403 for
-// a cross-origin request, 503 with Retry-After when the session store is
-// unavailable. It never echoes a credential.
-func WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	status, reason := http.StatusUnauthorized, "unauthorized"
-	var rej *Rejection
-	if errors.As(err, &rej) {
-		status, reason = rej.Status, rej.Reason.String()
-	}
-	h := w.Header()
-	switch status {
-	case http.StatusUnauthorized:
-		if errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrTokenRevoked) {
-			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		} else {
-			h.Set("WWW-Authenticate", "Bearer")
-		}
-	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", "1")
-	}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error  string `json:"error"`
-		Reason string `json:"reason"`
-	}{http.StatusText(status), reason})
-}
-
-// Middleware authenticates each request by the mode of its route and
-// counts it; handlers read the result with IdentityFrom. Use it with
-// router.Use so that mux.CurrentRoute is set. It only returns a closure:
-// gorilla/mux rebuilds the chain on every request.
+// Middleware is Check, with refusals answered by Config.ErrorHandler. On
+// gorilla/mux, use it with router.Use (or on a route's handler) so that
+// mux.CurrentRoute is set.
 func (b *Bridge) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.serve(w, r, next)
+		r, err := b.Check(w, r)
+		if err != nil {
+			b.cfg.ErrorHandler(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
-// exchange is the state of one request through the middleware.
-type exchange struct {
+// Check authenticates r by its route's mode and counts it. It returns the
+// request to hand on, carrying the identity, or a *Rejection; cookies go
+// into w's header. The route is the gorilla/mux path template, else the
+// net/http.ServeMux pattern (r.Pattern), else RouteUnmatched.
+func (b *Bridge) Check(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
+	x := check{b: b, w: w, r: r, route: b.routes.lookup(r), now: b.cfg.Now()}
+	x.mode = b.routes.mode(x.route)
+	id, err := x.authenticate()
+	switch {
+	case err != nil:
+		return r, err
+	case id != nil:
+		b.counters.request(x.route, x.mode, id.source)
+		x.writeCookies()
+		return r.WithContext(withIdentity(r.Context(), id)), nil
+	case x.mode != Legacy:
+		reason, err := ReasonNoCredentials, error(ErrNoCredentials)
+		if x.rejected {
+			reason, err = x.last, x.lastErr
+		} else {
+			b.counters.reject(x.route, reason)
+		}
+		return r, x.fail(http.StatusUnauthorized, reason, err, false)
+	}
+	source := SourceAnonymous
+	if x.rejected {
+		source = SourceRejected
+	}
+	b.counters.request(x.route, x.mode, source)
+	x.writeCookies()
+	return r, nil
+}
+
+// check is the state of one request through Check.
+type check struct {
 	b        *Bridge
 	w        http.ResponseWriter
 	r        *http.Request
@@ -80,50 +73,18 @@ type exchange struct {
 	setJWT   bool
 }
 
-func (b *Bridge) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	x := exchange{b: b, w: w, r: r, route: b.routes.lookup(r), now: b.cfg.Now()}
-	x.mode = b.routes.mode(x.route)
-	id, ok := x.authenticate()
-	if !ok {
-		return
-	}
-	if id == nil {
-		if x.mode != Legacy {
-			reason, err := ReasonNoCredentials, error(ErrNoCredentials)
-			if x.rejected {
-				reason, err = x.last, x.lastErr
-			} else {
-				b.counters.reject(x.route, reason)
-			}
-			x.fail(http.StatusUnauthorized, reason, err, false)
-			return
-		}
-		source := SourceAnonymous
-		if x.rejected {
-			source = SourceRejected
-		}
-		b.counters.request(x.route, x.mode, source)
-		x.writeCookies()
-		next.ServeHTTP(w, r)
-		return
-	}
-	b.counters.request(x.route, x.mode, id.Source)
-	x.writeCookies()
-	next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
-}
-
 // writeCookies clears the JWT cookie if it was refused or outlived its
 // session and no new one was set in its place.
-func (x *exchange) writeCookies() {
+func (x *check) writeCookies() {
 	if x.clearJWT && !x.setJWT {
 		x.b.clearCookie(x.w, x.b.cfg.CookieName)
 		x.clearJWT = false
 	}
 }
 
-// authenticate establishes the request's identity (nil: none). It returns
-// false when it has answered the request itself.
-func (x *exchange) authenticate() (*Identity, bool) {
+// authenticate establishes the request's identity (nil: none), or the
+// *Rejection that refuses the request.
+func (x *check) authenticate() (*Identity, error) {
 	b := x.b
 	var id *Identity
 	var tokenEntry *cacheEntry // the token that authenticated, if any
@@ -132,11 +93,10 @@ func (x *exchange) authenticate() (*Identity, bool) {
 	if tok, ok := bearerToken(x.r); ok {
 		e, err := b.verifier.verifyAt(tok, x.now)
 		if err != nil {
-			reason := tokenReason(err, ReasonBearerInvalid)
+			reason := tokenReason(err, fromBearer)
 			x.note(reason, err)
 			if x.mode != Legacy {
-				x.fail(http.StatusUnauthorized, reason, err, true)
-				return nil, false
+				return nil, x.fail(http.StatusUnauthorized, reason, err, true)
 			}
 		} else {
 			id, tokenEntry = &e.bearer, e
@@ -150,13 +110,13 @@ func (x *exchange) authenticate() (*Identity, bool) {
 		switch {
 		case err != nil:
 			if id == nil {
-				x.note(tokenReason(err, ReasonCookieInvalid), err)
+				x.note(tokenReason(err, fromCookie), err)
 			}
 			if x.mode != Legacy {
 				x.clearJWT = true
 			}
 		case id != nil:
-			if e.claims.Subject != id.Subject {
+			if e.claims.Subject != id.subject {
 				b.counters.reject(x.route, ReasonSubjectMismatch)
 				b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: bearer and cookie name different subjects; bearer wins",
 					slog.String("route", b.routes.names[x.route]))
@@ -169,13 +129,12 @@ func (x *exchange) authenticate() (*Identity, bool) {
 	sessionCookie := b.cfg.Sessions != nil && cookieValue(x.r, b.cfg.Sessions.CookieName()) != ""
 
 	// CSRF: unsafe methods authenticated (or to be) by a cookie.
-	if x.mode != Legacy && !isSafe(x.r.Method) && (id == nil || id.Source == SourceJWTCookie) &&
+	if x.mode != Legacy && !isSafe(x.r.Method) && (id == nil || id.source == SourceJWTCookie) &&
 		(cookieEntry != nil || sessionCookie || x.rejected) {
 		if err := b.cfg.CrossOrigin.Check(x.r); err != nil {
 			err = errors.Join(ErrCrossOrigin, err)
 			x.note(ReasonCrossOrigin, err)
-			x.fail(http.StatusForbidden, ReasonCrossOrigin, err, true)
-			return nil, false
+			return nil, x.fail(http.StatusForbidden, ReasonCrossOrigin, err, true)
 		}
 	}
 
@@ -186,18 +145,18 @@ func (x *exchange) authenticate() (*Identity, bool) {
 		case cookieEntry != nil && x.mode == Dual && sessionCookie && x.nearExpiry(cookieEntry.claims):
 			x.refresh(cookieEntry)
 		}
-		return id, true
+		return id, nil
 	}
 
 	// 3. The legacy session, only when no JWT authenticated.
 	if !sessionCookie {
-		return nil, true
+		return nil, nil
 	}
 	if x.mode == JWT {
 		x.note(ReasonSessionOnJWT, ErrSessionOnJWTRoute)
-		return nil, true
+		return nil, nil
 	}
-	sess, err := b.cfg.Sessions.Load(x.r)
+	sess, err := loadSession(b.cfg.Sessions, x.r)
 	if err != nil {
 		return nil, x.sessionFailed(err)
 	}
@@ -205,59 +164,58 @@ func (x *exchange) authenticate() (*Identity, bool) {
 	c, err := b.cfg.ClaimsFromSession(sess.Values)
 	if err != nil || c.Subject == "" {
 		// A guest session (a cart before login): it authenticates nobody.
-		return nil, true
+		return nil, nil
 	}
-	id = &Identity{Source: SourceSession, Session: sess.Values, sid: sid,
-		Subject: c.Subject, Name: c.Name, Roles: c.Roles}
-	if b.flusher != nil {
-		b.flusher.observeSession(sid)
+	id = &Identity{source: SourceSession, session: sess.Values, sid: sid,
+		subject: c.Subject, name: c.Name, roles: c.Roles}
+	if b.cfg.Fleet != nil {
+		b.cfg.Fleet.SessionSeen(sid)
 	}
 	if x.mode == Dual && b.sids.inRollout(sess.ID, int(b.rollout.Load())) {
 		x.convert(sess, id)
 	}
-	return id, true
+	return id, nil
 }
 
-// sessionFailed handles a failed session load; it returns false when it has
-// answered the request.
-func (x *exchange) sessionFailed(err error) bool {
+// sessionFailed handles a failed session load: it notes the refusal and
+// returns the *Rejection that refuses the request, or nil to go on without
+// the session.
+func (x *check) sessionFailed(err error) error {
 	switch {
 	case errors.Is(err, ErrNoSession):
 		// Only called when the request has a non-empty session cookie: one
 		// that net/http could not parse is a credential refused.
 		x.note(ReasonSessionInvalid, fmt.Errorf("%w: cookie cannot be parsed", ErrSessionInvalid))
-		return true
+		return nil
 	case errors.Is(err, ErrSessionInvalid):
 		x.note(ReasonSessionInvalid, err)
-		return true
+		return nil
 	case errors.Is(err, ErrSessionNotFound):
 		x.note(ReasonSessionUnknown, err)
 		if x.mode != Legacy && cookieValue(x.r, x.b.cfg.CookieName) != "" {
 			x.clearJWT = true
 		}
-		return true
+		return nil
 	case errors.Is(err, ErrSessionUndecodable):
 		x.note(ReasonSessionUndecodable, err)
 		if x.mode == Legacy {
-			return true
+			return nil
 		}
-		x.fail(http.StatusInternalServerError, ReasonSessionUndecodable, err, false)
-		return false
+		return x.fail(http.StatusInternalServerError, ReasonSessionUndecodable, err, false)
 	default:
 		if !errors.Is(err, ErrStoreUnavailable) {
 			err = errors.Join(ErrStoreUnavailable, err)
 		}
 		x.note(ReasonStoreUnavailable, err)
 		if x.mode == Legacy {
-			return true
+			return nil
 		}
-		x.fail(http.StatusServiceUnavailable, ReasonStoreUnavailable, err, false)
-		return false
+		return x.fail(http.StatusServiceUnavailable, ReasonStoreUnavailable, err, false)
 	}
 }
 
 // convert mints a JWT from the session and sets it as the JWT cookie.
-func (x *exchange) convert(sess *Session, id *Identity) {
+func (x *check) convert(sess *Session, id *Identity) {
 	b := x.b
 	tok, c, err := b.mintFor(sess.Values, sess.TTL, id.sid, x.now)
 	if err != nil {
@@ -268,8 +226,8 @@ func (x *exchange) convert(sess *Session, id *Identity) {
 	if b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
 		x.setJWT = true
 	}
-	id.Claims, id.Token, id.ExpiresAt = c, tok, c.ExpiresAt.Time
-	id.Subject, id.Name, id.Roles = c.Subject, c.Name, c.Roles
+	id.claims, id.token, id.expiresAt = c, tok, c.ExpiresAt.Time
+	id.subject, id.name, id.roles = c.Subject, c.Name, c.Roles
 	b.counters.conversions[x.route].Add(1)
 	if b.cfg.RetireSessions {
 		x.retire(sess)
@@ -279,7 +237,7 @@ func (x *exchange) convert(sess *Session, id *Identity) {
 // retire deletes a converted session from the store and expires its
 // cookie: the user now holds a JWT. A store that cannot delete it leaves it
 // to expire on its own.
-func (x *exchange) retire(sess *Session) {
+func (x *check) retire(sess *Session) {
 	b := x.b
 	if err := b.cfg.Sessions.Delete(x.r.Context(), sess); err != nil {
 		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: converted session not retired",
@@ -297,9 +255,9 @@ func (x *exchange) retire(sess *Session) {
 // token without sid, such as an IdP's); the cookie is expired in any case:
 // with retirement on, the JWT is the credential. A
 // store that cannot answer changes nothing, to try again later.
-func (x *exchange) retireBehindToken(e *cacheEntry) {
+func (x *check) retireBehindToken(e *cacheEntry) {
 	b := x.b
-	sess, err := b.cfg.Sessions.Load(x.r)
+	sess, err := loadSession(b.cfg.Sessions, x.r)
 	switch {
 	case err == nil:
 		if e.claims.SID != "" && e.claims.SID == b.sids.sid(sess.ID) {
@@ -313,7 +271,7 @@ func (x *exchange) retireBehindToken(e *cacheEntry) {
 }
 
 // nearExpiry reports whether a token is in the last quarter of its life.
-func (x *exchange) nearExpiry(c *Claims) bool {
+func (x *check) nearExpiry(c *Claims) bool {
 	if c.IssuedAt == nil || c.ExpiresAt == nil {
 		return false
 	}
@@ -324,7 +282,7 @@ func (x *exchange) nearExpiry(c *Claims) bool {
 // refresh re-mints a JWT cookie near its expiry while its session lives,
 // and clears it when the session is gone. A store that cannot answer
 // changes nothing: the token is still valid.
-func (x *exchange) refresh(e *cacheEntry) {
+func (x *check) refresh(e *cacheEntry) {
 	b := x.b
 	// Only tokens the bridge minted from a session slide with it: a token
 	// of another issuer, or one set from a bearer token, has no session
@@ -332,7 +290,7 @@ func (x *exchange) refresh(e *cacheEntry) {
 	if e.claims.SID == "" || e.claims.Issuer != b.cfg.Issuer {
 		return
 	}
-	sess, err := b.cfg.Sessions.Load(x.r)
+	sess, err := loadSession(b.cfg.Sessions, x.r)
 	switch {
 	case err == nil:
 		sid := b.sids.sid(sess.ID)
@@ -349,7 +307,7 @@ func (x *exchange) refresh(e *cacheEntry) {
 }
 
 // note counts a refused credential and logs why (never the credential).
-func (x *exchange) note(reason Reason, err error) {
+func (x *check) note(reason Reason, err error) {
 	x.rejected, x.last, x.lastErr = true, reason, err
 	x.b.counters.reject(x.route, reason)
 	x.b.log.LogAttrs(x.r.Context(), slog.LevelInfo, "bridge: credential refused",
@@ -359,26 +317,17 @@ func (x *exchange) note(reason Reason, err error) {
 		slog.String("error", err.Error()))
 }
 
-// fail counts the request and answers it with the error handler. presented
-// says a credential was refused (source rejected) rather than missing.
-func (x *exchange) fail(status int, reason Reason, err error, presented bool) {
+// fail counts the request and returns the *Rejection to answer it with.
+// presented says a credential was refused (source rejected) rather than
+// missing.
+func (x *check) fail(status int, reason Reason, err error, presented bool) error {
 	source := SourceAnonymous
 	if presented || x.rejected {
 		source = SourceRejected
 	}
 	x.b.counters.request(x.route, x.mode, source)
 	x.writeCookies()
-	x.b.cfg.ErrorHandler(x.w, x.r, &Rejection{Status: status, Reason: reason, Err: err})
-}
-
-func tokenReason(err error, invalid Reason) Reason {
-	switch {
-	case errors.Is(err, ErrTokenExpired):
-		return invalid + 1
-	case errors.Is(err, ErrTokenRevoked):
-		return invalid + 2
-	}
-	return invalid
+	return &Rejection{Status: status, Reason: reason, Err: err}
 }
 
 func isSafe(method string) bool {

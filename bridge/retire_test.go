@@ -1,4 +1,4 @@
-package bridge
+package bridge_test
 
 import (
 	"context"
@@ -10,30 +10,32 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
 
 func TestRetireSessionsRefusedWithLegacyRoutes(t *testing.T) {
-	key, _ := GenerateKey()
-	src := StoreSource(sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef")), "session")
+	key, _ := bridge.GenerateKey()
+	src := bridge.StoreSource(sessions.NewCookieStore([]byte("0123456789abcdef0123456789abcdef")), "session")
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  bridge.Config
 		want string
 	}{
-		{"default legacy", Config{Routes: Routes{"/a": Dual}}, "DefaultMode is legacy"},
-		{"a legacy route", Config{DefaultMode: Dual, Routes: Routes{"/a": Legacy}}, `route "/a" is legacy`},
-		{"no sessions", Config{DefaultMode: Dual}, "needs Config.Sessions"},
+		{"default legacy", bridge.Config{Routes: bridge.Routes{"/a": bridge.Dual}}, "DefaultMode is legacy"},
+		{"a legacy route", bridge.Config{DefaultMode: bridge.Dual, Routes: bridge.Routes{"/a": bridge.Legacy}}, `route "/a" is legacy`},
+		{"no sessions", bridge.Config{DefaultMode: bridge.Dual}, "needs Config.Sessions"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
 			cfg.SigningKey, cfg.Issuer, cfg.Audience, cfg.RetireSessions = key, "https://app", "app", true
 			if tt.name != "no sessions" {
-				cfg.Sessions = src
+				cfg.Sessions, cfg.SIDKey = src, bridgetest.SIDKey
 			}
-			_, err := New(cfg)
+			_, err := bridge.New(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}
@@ -49,15 +51,16 @@ func TestRetireSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := GenerateKey()
+	key, _ := bridge.GenerateKey()
 	r := mux.NewRouter()
 	r.HandleFunc("/api/me", func(w http.ResponseWriter, r *http.Request) {
-		id, _ := IdentityFrom(r.Context())
-		_, _ = w.Write([]byte(id.Source.String()))
+		id, _ := bridge.IdentityFrom(r.Context())
+		_, _ = w.Write([]byte(id.Source().String()))
 	})
-	b, err := New(Config{
-		Sessions: StoreSource(store, "session"), SigningKey: key, Issuer: "https://app", Audience: "app",
-		Router: r, DefaultMode: Dual, RetireSessions: true,
+	b, err := bridge.New(bridge.Config{
+		Sessions: bridge.StoreSource(store, "session"), SIDKey: bridgetest.SIDKey,
+		SigningKey: key, Issuer: "https://app", Audience: "app",
+		Router: r, DefaultMode: bridge.Dual, RetireSessions: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +118,7 @@ func TestRetireSessions(t *testing.T) {
 	if retired != 1 {
 		t.Errorf("retired: got %d, want 1", retired)
 	}
-	if err := b.SetMode("/api/me", Legacy); err == nil {
+	if err := b.SetMode("/api/me", bridge.Legacy); err == nil {
 		t.Errorf("SetMode legacy while retiring: got nil, want an error")
 	}
 }

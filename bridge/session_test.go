@@ -1,4 +1,4 @@
-package bridge
+package bridge_test
 
 import (
 	"bytes"
@@ -14,11 +14,16 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
+
+// The read-only Redis sources (redisstore.BojSource, RbcervillaSource,
+// NewSource) are tested the same way in bridge/redisstore/source_test.go;
+// here, the app's own gorilla store through bridge.StoreSource.
 
 // TestStoreSourceOneRedisGet: the bridge and a legacy handler reading
 // store.Get later in the same request share one Redis GET.
@@ -26,164 +31,108 @@ func TestStoreSourceOneRedisGet(t *testing.T) {
 	srv := redistest.New(t)
 	tests := []struct {
 		name    string
-		mode    Mode
+		mode    bridge.Mode
 		rollout int
 		convert bool
 	}{
-		{name: "legacy", mode: Legacy, rollout: 100},
-		{name: "dual unconverted", mode: Dual, rollout: 0},
-		{name: "dual converted", mode: Dual, rollout: 100, convert: true},
+		{name: "legacy", mode: bridge.Legacy, rollout: 100},
+		{name: "dual unconverted", mode: bridge.Dual, rollout: 0},
+		{name: "dual converted", mode: bridge.Dual, rollout: 100, convert: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newTestEnvOn(t, srv, nil)
-			if err := e.b.SetMode("/legacy/app", tt.mode); err != nil {
+			e := bridgetest.NewEnvOn(t, srv, nil)
+			if err := e.B.SetMode("/legacy/app", tt.mode); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.b.SetRolloutPercent(tt.rollout); err != nil {
+			if err := e.B.SetRolloutPercent(tt.rollout); err != nil {
 				t.Fatal(err)
 			}
-			ck, _ := e.session(t, testUser("1"))
-			resetRedisStats(t, e.srv)
-			resp := do(t, e.ts.Client(), http.MethodGet, e.url("/legacy/app"), nil, ck)
+			ck, _ := e.Session(t, bridgetest.User("1"))
+			bridgetest.ResetRedisStats(t, e.Srv)
+			resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/legacy/app"), nil, ck)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status: got %v, want 200 (%s)", resp.StatusCode, resp.Body)
 			}
 			if got := resp.Header.Get("X-Session-User"); got != "1" {
 				t.Errorf("legacy handler's session user: got %q, want 1", got)
 			}
-			if got := resp.identity(t); got.Source != "session" || got.Subject != "1" {
+			if got := resp.Identity(t); got.Source != "session" || got.Subject != "1" {
 				t.Errorf("identity: got %s/%s, want 1/session", got.Subject, got.Source)
 			}
-			if got := e.srv.CommandCalls("get"); got != 1 {
+			if got := e.Srv.CommandCalls("get"); got != 1 {
 				t.Errorf("Redis GETs: got %v, want 1", got)
 			}
-			if got := redisCalls(t, e.srv); len(got) != 1 {
+			if got := bridgetest.RedisCalls(t, e.Srv); len(got) != 1 {
 				t.Errorf("Redis commands: got %v, want one GET", got)
 			}
-			if got := resp.cookie("id_token") != nil; got != tt.convert {
+			if got := resp.Cookie("id_token") != nil; got != tt.convert {
 				t.Errorf("converted: got %v, want %v", got, tt.convert)
 			}
-			if c := resp.cookie(testSessionName); c != nil {
+			if c := resp.Cookie(bridgetest.SessionName); c != nil {
 				t.Errorf("legacy cookie rewritten: %v", c)
 			}
 		})
 	}
 }
 
-// sourceCase builds a session source on e and saves a session for it.
-type sourceCase struct {
+// mSourceCase builds a session source on e and saves a session for it.
+type mSourceCase struct {
 	name string
 	// source returns the source for the bridge.
-	source func(t *testing.T, e *testEnv) SessionSource
+	source func(t *testing.T, e *bridgetest.Env) bridge.SessionSource
 	// save stores values as a session living ttl and returns its cookie,
 	// raw ID and Redis key.
-	save func(t *testing.T, e *testEnv, values map[any]any, ttl time.Duration) (*http.Cookie, string, string)
+	save func(t *testing.T, e *bridgetest.Env, values map[any]any, ttl time.Duration) (*http.Cookie, string, string)
 	// knowsTTL: the source reads the session's remaining TTL.
 	knowsTTL bool
 }
 
-func saveWith(mod func(*redisstore.Config)) func(t *testing.T, e *testEnv, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
-	return func(t *testing.T, e *testEnv, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
+// mSaveWith saves sessions with a redisstore.Store changed by mod.
+func mSaveWith(mod func(*redisstore.Config)) func(t *testing.T, e *bridgetest.Env, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
+	return func(t *testing.T, e *bridgetest.Env, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
 		t.Helper()
-		s := newTestStore(t, e.rdb, func(c *redisstore.Config) {
+		s := bridgetest.NewStore(t, e.RDB, func(c *redisstore.Config) {
 			c.Options = &sessions.Options{Path: "/", MaxAge: int(ttl / time.Second), HttpOnly: true}
 			if mod != nil {
 				mod(c)
 			}
 		})
-		ck, id := saveSession(t, s, values)
-		e.secret(ck.Value, id)
+		ck, id := bridgetest.SaveSession(t, s, values)
+		e.Secret(ck.Value, id)
 		return ck, id, s.Key(id)
 	}
 }
 
-func saveRbcervilla(t *testing.T, e *testEnv, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
-	t.Helper()
-	ck, id := saveRbcervillaSession(t, e.rdb, values, ttl)
-	e.secret(ck.Value, id)
-	return ck, id, "session:" + id
-}
+func mJSONStore(c *redisstore.Config) { c.Serializer = redisstore.JSONSerializer{} }
 
-func jsonStore(c *redisstore.Config) { c.Serializer = redisstore.JSONSerializer{} }
-
-func prefixStore(c *redisstore.Config) { c.KeyPrefix = "app:sess:" }
-
-var sourceCases = []sourceCase{
-	{
-		name:   "store gob",
-		source: func(t *testing.T, e *testEnv) SessionSource { return StoreSource(e.store, testSessionName) },
-		save:   saveWith(nil),
-	},
-	{
+var (
+	mStoreGob = mSourceCase{
+		name: "store gob",
+		source: func(t *testing.T, e *bridgetest.Env) bridge.SessionSource {
+			return bridge.StoreSource(e.Store, bridgetest.SessionName)
+		},
+		save: mSaveWith(nil),
+	}
+	mStoreJSON = mSourceCase{
 		name: "store json",
-		source: func(t *testing.T, e *testEnv) SessionSource {
-			return StoreSource(newTestStore(t, e.rdb, jsonStore), testSessionName)
+		source: func(t *testing.T, e *bridgetest.Env) bridge.SessionSource {
+			return bridge.StoreSource(bridgetest.NewStore(t, e.RDB, mJSONStore), bridgetest.SessionName)
 		},
-		save: saveWith(jsonStore),
-	},
-	{
-		name: "boj",
-		source: func(t *testing.T, e *testEnv) SessionSource {
-			s, err := BojSource(e.rdb, testSessionName, testKeyPairs()...)
-			if err != nil {
-				t.Fatalf("BojSource: %v", err)
-			}
-			return s
-		},
-		save:     saveWith(nil),
-		knowsTTL: true,
-	},
-	{
-		name: "redis json",
-		source: func(t *testing.T, e *testEnv) SessionSource {
-			s, err := RedisSource(RedisSourceConfig{Client: e.rdb, CookieName: testSessionName, KeyPrefix: "session_",
-				KeyPairs: testKeyPairs(), Serializer: redisstore.JSONSerializer{}})
-			if err != nil {
-				t.Fatalf("RedisSource: %v", err)
-			}
-			return s
-		},
-		save:     saveWith(jsonStore),
-		knowsTTL: true,
-	},
-	{
-		name: "redis prefix",
-		source: func(t *testing.T, e *testEnv) SessionSource {
-			s, err := RedisSource(RedisSourceConfig{Client: e.rdb, CookieName: testSessionName, KeyPrefix: "app:sess:",
-				KeyPairs: testKeyPairs()})
-			if err != nil {
-				t.Fatalf("RedisSource: %v", err)
-			}
-			return s
-		},
-		save:     saveWith(prefixStore),
-		knowsTTL: true,
-	},
-	{
-		name: "rbcervilla",
-		source: func(t *testing.T, e *testEnv) SessionSource {
-			s, err := RbcervillaSource(e.rdb, testSessionName)
-			if err != nil {
-				t.Fatalf("RbcervillaSource: %v", err)
-			}
-			return s
-		},
-		save:     saveRbcervilla,
-		knowsTTL: true,
-	},
-}
+		save: mSaveWith(mJSONStore),
+	}
+)
 
-// envWithSource is a test environment on srv whose bridge reads sessions
-// with sc's source.
-func envWithSource(t *testing.T, srv *redistest.Server, sc sourceCase, mod func(*Config)) *testEnv {
+// mEnvWithSource is a test environment on srv whose bridge reads sessions
+// with sc's source, returned too.
+func mEnvWithSource(t *testing.T, srv *redistest.Server, sc mSourceCase) (*bridgetest.Env, bridge.SessionSource) {
 	t.Helper()
-	return newTestEnvOn(t, srv, func(e *testEnv, c *Config) {
-		c.Sessions = sc.source(t, e)
-		if mod != nil {
-			mod(c)
-		}
+	var src bridge.SessionSource
+	e := bridgetest.NewEnvOn(t, srv, func(e *bridgetest.Env, c *bridge.Config) {
+		src = sc.source(t, e)
+		c.Sessions = src
 	})
+	return e, src
 }
 
 func TestSessionSources(t *testing.T) {
@@ -191,12 +140,12 @@ func TestSessionSources(t *testing.T) {
 	values := func() map[any]any {
 		return map[any]any{"user_id": "42", "username": "ada", "roles": []string{"user", "admin"}}
 	}
-	for _, sc := range sourceCases {
+	for _, sc := range []mSourceCase{mStoreGob, mStoreJSON} {
 		t.Run(sc.name, func(t *testing.T) {
-			e := envWithSource(t, srv, sc, nil)
+			e, src := mEnvWithSource(t, srv, sc)
 			const ttl = 10 * time.Minute
 			ck, id, key := sc.save(t, e, values(), ttl)
-			before, err := e.rdb.PTTL(context.Background(), key).Result()
+			before, err := e.RDB.PTTL(context.Background(), key).Result()
 			if err != nil || before <= 0 {
 				t.Fatalf("PTTL %s: got %v (%v), want > 0", key, before, err)
 			}
@@ -204,7 +153,7 @@ func TestSessionSources(t *testing.T) {
 			// The source itself.
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.AddCookie(ck)
-			sess, err := e.b.cfg.Sessions.Load(r)
+			sess, err := src.Load(r)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -219,60 +168,61 @@ func TestSessionSources(t *testing.T) {
 			}
 
 			// Through the middleware.
-			resetRedisStats(t, e.srv)
-			resp := do(t, e.ts.Client(), http.MethodGet, e.url("/dual"), nil, ck)
+			bridgetest.ResetRedisStats(t, e.Srv)
+			resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status: got %v, want 200 (%s)", resp.StatusCode, resp.Body)
 			}
-			id2 := resp.identity(t)
+			id2 := resp.Identity(t)
 			if id2.Source != "session" || id2.Subject != "42" || id2.Name != "ada" || strings.Join(id2.Roles, ",") != "user,admin" {
 				t.Errorf("identity: got %+v, want session 42/ada/[user admin]", id2)
 			}
-			if got := e.srv.CommandCalls("get"); got != 1 {
+			if got := e.Srv.CommandCalls("get"); got != 1 {
 				t.Errorf("Redis GETs: got %v, want 1", got)
 			}
-			if c := resp.cookie(testSessionName); c != nil {
+			if c := resp.Cookie(bridgetest.SessionName); c != nil {
 				t.Errorf("legacy cookie rewritten: %v", c)
 			}
-			if got := redisCalls(t, e.srv); got["set"]+got["setex"]+got["expire"]+got["pexpire"] != 0 {
+			if got := bridgetest.RedisCalls(t, e.Srv); got["set"]+got["setex"]+got["expire"]+got["pexpire"] != 0 {
 				t.Errorf("Redis writes: got %v, want none", got)
 			}
-			after, _ := e.rdb.PTTL(context.Background(), key).Result()
+			after, _ := e.RDB.PTTL(context.Background(), key).Result()
 			if after > before {
 				t.Errorf("session TTL extended: %v then %v", before, after)
 			}
 
-			tok := resp.cookie("id_token")
+			tok := resp.Cookie("id_token")
 			if tok == nil {
 				t.Fatalf("not converted")
 			}
-			e.secret(tok.Value)
-			claims := tokenClaims(t, tok.Value)
-			if claims.Subject != "42" || claims.SID != e.b.sids.sid(id) {
+			e.Secret(tok.Value)
+			claims := bridgetest.TokenClaims(t, tok.Value)
+			sid, _ := bridge.SIDHash(e.B.Config().SIDKey)
+			if claims.Subject != "42" || claims.SID != sid(id) {
 				t.Errorf("claims: got sub %q sid %q, want 42 and the session's sid", claims.Subject, claims.SID)
 			}
-			limit := DefaultTokenTTL
+			limit := bridge.DefaultTokenTTL
 			if sc.knowsTTL {
 				limit = ttl
 			}
 			if got := time.Duration(tok.MaxAge) * time.Second; got > limit || got < limit-5*time.Second {
 				t.Errorf("Max-Age: got %v, want about %v", got, limit)
 			}
-			resp = do(t, e.ts.Client(), http.MethodGet, e.url("/dual"), nil, e.jwtCookie(tok.Value), ck)
-			if got := resp.identity(t).Source; got != "jwt_cookie" {
+			resp = bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, e.JWTCookie(tok.Value), ck)
+			if got := resp.Identity(t).Source; got != "jwt_cookie" {
 				t.Errorf("next request: source: got %v, want jwt_cookie", got)
 			}
 
 			// Delete removes the session from the store.
-			if err := e.b.cfg.Sessions.Delete(context.Background(), sess); err != nil {
+			if err := src.Delete(context.Background(), sess); err != nil {
 				t.Fatalf("Delete: %v", err)
 			}
-			if n, _ := e.rdb.Exists(context.Background(), key).Result(); n != 0 {
+			if n, _ := e.RDB.Exists(context.Background(), key).Result(); n != 0 {
 				t.Errorf("after Delete: key exists")
 			}
 			r = httptest.NewRequest(http.MethodGet, "/", nil) // gorilla caches sessions per request
 			r.AddCookie(ck)
-			if _, err := e.b.cfg.Sessions.Load(r); !errors.Is(err, ErrSessionNotFound) {
+			if _, err := src.Load(r); !errors.Is(err, bridge.ErrSessionNotFound) {
 				t.Errorf("Load after Delete: got %v, want ErrSessionNotFound", err)
 			}
 		})
@@ -283,9 +233,9 @@ func TestSessionSources(t *testing.T) {
 // no session are refused (401 where auth is needed) and never converted.
 func TestSessionCookieFaults(t *testing.T) {
 	srv := redistest.New(t)
-	signed := func(keyPairs ...[]byte) func(t *testing.T, e *testEnv, id string) string {
-		return func(t *testing.T, e *testEnv, id string) string {
-			v, err := securecookie.EncodeMulti(testSessionName, id, securecookie.CodecsFromPairs(keyPairs...)...)
+	signed := func(keyPairs ...[]byte) func(t *testing.T, id string) string {
+		return func(t *testing.T, id string) string {
+			v, err := securecookie.EncodeMulti(bridgetest.SessionName, id, securecookie.CodecsFromPairs(keyPairs...)...)
 			if err != nil {
 				t.Fatalf("encode: %v", err)
 			}
@@ -296,141 +246,132 @@ func TestSessionCookieFaults(t *testing.T) {
 		name string
 		// value returns the cookie value for the live session id (the
 		// session's own cookie value is ck).
-		value  func(t *testing.T, e *testEnv, id, ck string) string
+		value  func(t *testing.T, id, ck string) string
 		raw    bool // send the value as a raw Cookie header
 		delete bool // delete the session's key first
 		jwt    bool // also send an expired JWT cookie
-		signed bool // only for sources with signed cookies
 		status int
-		reason Reason
+		reason bridge.Reason
 	}{
-		{name: "valid", value: func(_ *testing.T, _ *testEnv, _, ck string) string { return ck }, status: 200},
-		{name: "bad MAC", signed: true, value: func(_ *testing.T, _ *testEnv, _, ck string) string { return tamper(ck) },
-			status: 401, reason: ReasonSessionInvalid},
-		{name: "unknown key", signed: true, value: func(t *testing.T, e *testEnv, id, _ string) string {
-			return signed(unknownHashKey, nil)(t, e, id)
-		}, status: 401, reason: ReasonSessionInvalid},
-		{name: "previous key", signed: true, value: func(t *testing.T, e *testEnv, id, _ string) string {
-			return signed(oldHashKey, nil)(t, e, id)
+		{name: "valid", value: func(_ *testing.T, _, ck string) string { return ck }, status: 200},
+		{name: "bad MAC", value: func(_ *testing.T, _, ck string) string { return mTamper(ck) },
+			status: 401, reason: bridge.ReasonSessionInvalid},
+		{name: "unknown key", value: func(t *testing.T, id, _ string) string {
+			return signed(bridgetest.UnknownHashKey, nil)(t, id)
+		}, status: 401, reason: bridge.ReasonSessionInvalid},
+		{name: "previous key", value: func(t *testing.T, id, _ string) string {
+			return signed(bridgetest.OldHashKey, nil)(t, id)
 		}, status: 200},
-		{name: "over 4096 bytes", value: func(_ *testing.T, _ *testEnv, _, ck string) string {
+		{name: "over 4096 bytes", value: func(_ *testing.T, _, ck string) string {
 			return ck + strings.Repeat("A", 4097-len(ck))
-		}, status: 401, reason: ReasonSessionInvalid},
-		{name: "unparsable", raw: true, value: func(_ *testing.T, _ *testEnv, _, ck string) string { return ck[:4] + `\` + ck[4:] },
-			status: 401, reason: ReasonSessionInvalid},
-		{name: "key gone", delete: true, jwt: true, value: func(_ *testing.T, _ *testEnv, _, ck string) string { return ck },
-			status: 401, reason: ReasonSessionUnknown},
-		{name: "unknown id", value: func(t *testing.T, e *testEnv, id, ck string) string {
-			if ck == id { // rbcervilla: the raw ID
-				return redisstore.NewID()
-			}
-			return signed(testHashKey, testBlockKey)(t, e, redisstore.NewID())
-		}, status: 401, reason: ReasonSessionUnknown},
+		}, status: 401, reason: bridge.ReasonSessionInvalid},
+		{name: "unparsable", raw: true, value: func(_ *testing.T, _, ck string) string { return ck[:4] + `\` + ck[4:] },
+			status: 401, reason: bridge.ReasonSessionInvalid},
+		{name: "key gone", delete: true, jwt: true, value: func(_ *testing.T, _, ck string) string { return ck },
+			status: 401, reason: bridge.ReasonSessionUnknown},
+		{name: "unknown id", value: func(t *testing.T, _, _ string) string {
+			return signed(bridgetest.HashKey, bridgetest.BlockKey)(t, redisstore.NewID())
+		}, status: 401, reason: bridge.ReasonSessionUnknown},
 	}
-	sources := []sourceCase{sourceCases[0], sourceCases[2], sourceCases[5]} // store, boj, rbcervilla
-	for _, sc := range sources {
-		for _, tt := range tests {
-			if tt.signed && sc.name == "rbcervilla" {
-				continue
+	sc := mStoreGob
+	for _, tt := range tests {
+		t.Run(sc.name+"/"+tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, _ := mEnvWithSource(t, srv, sc)
+			ck, id, key := sc.save(t, e, bridgetest.User("1"), 10*time.Minute)
+			if tt.delete {
+				if err := e.RDB.Del(context.Background(), key).Err(); err != nil {
+					t.Fatal(err)
+				}
 			}
-			t.Run(sc.name+"/"+tt.name, func(t *testing.T) {
-				t.Parallel()
-				e := envWithSource(t, srv, sc, nil)
-				ck, id, key := sc.save(t, e, testUser("1"), 10*time.Minute)
-				if tt.delete {
-					if err := e.rdb.Del(context.Background(), key).Err(); err != nil {
-						t.Fatal(err)
+			v := tt.value(t, id, ck.Value)
+			e.Secret(v)
+			hdr := http.Header{}
+			var cookies []*http.Cookie
+			if tt.raw {
+				hdr.Set("Cookie", bridgetest.SessionName+"="+v)
+			} else {
+				cookies = append(cookies, &http.Cookie{Name: bridgetest.SessionName, Value: v})
+			}
+			if tt.jwt {
+				cookies = append(cookies, e.JWTCookie(mExpiredToken(t, e)))
+			}
+
+			for _, route := range []string{"/legacy", "/dual"} {
+				resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL(route), hdr, cookies...)
+				status := tt.status
+				if route == "/legacy" {
+					status = 200
+				}
+				if resp.StatusCode != status {
+					t.Errorf("%s: status: got %v, want %v (%s)", route, resp.StatusCode, status, resp.Body)
+					continue
+				}
+				var set []*http.Cookie
+				for _, c := range resp.Cookies() {
+					e.Secret(c.Value)
+					if c.Name == "id_token" {
+						set = append(set, c)
 					}
 				}
-				v := tt.value(t, e, id, ck.Value)
-				e.secret(v)
-				hdr := http.Header{}
-				var cookies []*http.Cookie
-				if tt.raw {
-					hdr.Set("Cookie", testSessionName+"="+v)
-				} else {
-					cookies = append(cookies, &http.Cookie{Name: testSessionName, Value: v})
+				switch {
+				case route == "/legacy":
+					if len(resp.Cookies()) != 0 {
+						t.Errorf("%s: Set-Cookie: got %v, want none", route, bridgetest.CookiesDesc(resp.Cookies()...))
+					}
+				case tt.status == 200:
+					if len(set) != 1 || set[0].MaxAge <= 0 {
+						t.Errorf("%s: id_token: got %v, want a minted cookie", route, bridgetest.CookiesDesc(set...))
+					}
+				case tt.jwt:
+					if len(set) != 1 || set[0].MaxAge >= 0 {
+						t.Errorf("%s: id_token: got %v, want one clearing Set-Cookie", route, bridgetest.CookiesDesc(set...))
+					}
+				default:
+					if len(resp.Cookies()) != 0 {
+						t.Errorf("%s: Set-Cookie: got %v, want none", route, bridgetest.CookiesDesc(resp.Cookies()...))
+					}
+				}
+				if resp.StatusCode == 401 {
+					if got := resp.Reason(); got != tt.reason.String() {
+						t.Errorf("%s: reason: got %q, want %q", route, got, tt.reason)
+					}
+				}
+				mode := bridgetest.Routes[route]
+				source := bridge.SourceSession
+				reasons := map[bridge.Reason]uint64{}
+				if tt.status != 200 {
+					source = bridge.SourceRejected
+					reasons[tt.reason] = 1
 				}
 				if tt.jwt {
-					cookies = append(cookies, e.jwtCookie(expiredToken(t, e)))
+					reasons[bridge.ReasonCookieExpired] = 1
 				}
-
-				for _, route := range []string{"/legacy", "/dual"} {
-					resp := do(t, e.ts.Client(), http.MethodGet, e.url(route), hdr, cookies...)
-					status := tt.status
-					if route == "/legacy" {
-						status = 200
-					}
-					if resp.StatusCode != status {
-						t.Errorf("%s: status: got %v, want %v (%s)", route, resp.StatusCode, status, resp.Body)
-						continue
-					}
-					var set []*http.Cookie
-					for _, c := range resp.Cookies() {
-						e.secret(c.Value)
-						if c.Name == "id_token" {
-							set = append(set, c)
-						}
-					}
-					switch {
-					case route == "/legacy":
-						if len(resp.Cookies()) != 0 {
-							t.Errorf("%s: Set-Cookie: got %v, want none", route, cookiesDesc(resp.Cookies()...))
-						}
-					case tt.status == 200:
-						if len(set) != 1 || set[0].MaxAge <= 0 {
-							t.Errorf("%s: id_token: got %v, want a minted cookie", route, cookiesDesc(set...))
-						}
-					case tt.jwt:
-						if len(set) != 1 || set[0].MaxAge >= 0 {
-							t.Errorf("%s: id_token: got %v, want one clearing Set-Cookie", route, cookiesDesc(set...))
-						}
-					default:
-						if len(resp.Cookies()) != 0 {
-							t.Errorf("%s: Set-Cookie: got %v, want none", route, cookiesDesc(resp.Cookies()...))
-						}
-					}
-					if resp.StatusCode == 401 {
-						if got := resp.reason(); got != tt.reason.String() {
-							t.Errorf("%s: reason: got %q, want %q", route, got, tt.reason)
-						}
-					}
-					mode := testRoutes[route]
-					source := SourceSession
-					reasons := map[Reason]uint64{}
-					if tt.status != 200 {
-						source = SourceRejected
-						reasons[tt.reason] = 1
-					}
-					if tt.jwt {
-						reasons[ReasonCookieExpired] = 1
-					}
-					wantRequests(t, e.b, route, map[Mode]map[Source]uint64{mode: {source: 1}})
-					wantReasons(t, e.b, route, reasons)
+				bridgetest.WantRequests(t, e.B, route, map[bridge.Mode]map[bridge.Source]uint64{mode: {source: 1}})
+				bridgetest.WantReasons(t, e.B, route, reasons)
+			}
+			// The session (when it was there) is left alone.
+			if !tt.delete {
+				if n, _ := e.RDB.Exists(context.Background(), key).Result(); n != 1 {
+					t.Errorf("session key: got %v, want it kept", n)
 				}
-				// The session (when it was there) is left alone.
-				if !tt.delete {
-					if n, _ := e.rdb.Exists(context.Background(), key).Result(); n != 1 {
-						t.Errorf("session key: got %v, want it kept", n)
-					}
-				}
-			})
-		}
+			}
+		})
 	}
 }
 
-// ghostCart is gob-encoded under a registered name that is then changed
+// mGhostCart is gob-encoded under a registered name that is then changed
 // in the bytes, giving a session value of a type nobody registered.
-type ghostCart struct{ Items []string }
+type mGhostCart struct{ Items []string }
 
-var registerGhost sync.Once
+var mRegisterGhost sync.Once
 
-// unregisteredGob returns gob of values plus a value of the unregistered
+// mUnregisteredGob returns gob of values plus a value of the unregistered
 // type "sbtest.GhostZ".
-func unregisteredGob(t *testing.T, values map[any]any) []byte {
+func mUnregisteredGob(t *testing.T, values map[any]any) []byte {
 	t.Helper()
-	registerGhost.Do(func() { gob.RegisterName("sbtest.GhostA", ghostCart{}) })
-	values["cart"] = ghostCart{Items: []string{"book"}}
+	mRegisterGhost.Do(func() { gob.RegisterName("sbtest.GhostA", mGhostCart{}) })
+	values["cart"] = mGhostCart{Items: []string{"book"}}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
 		t.Fatalf("gob: %v", err)
@@ -439,88 +380,63 @@ func unregisteredGob(t *testing.T, values map[any]any) []byte {
 }
 
 // TestSessionUndecodable: stored values that cannot be decoded answer 500
-// on dual with session_undecodable, and the logs name the missing type.
+// on dual with session_undecodable, and the logs name the missing type:
+// StoreSource passes redisstore.Store's ErrSessionUndecodable as it is.
 func TestSessionUndecodable(t *testing.T) {
 	srv := redistest.New(t)
 	tests := []struct {
-		sc       sourceCase
+		sc       mSourceCase
 		data     func(t *testing.T) []byte
 		wantLogs []string
 	}{
-		{sc: sourceCases[0], data: func(t *testing.T) []byte { return unregisteredGob(t, testUser("1")) },
+		{sc: mStoreGob, data: func(t *testing.T) []byte { return mUnregisteredGob(t, bridgetest.User("1")) },
 			wantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
-		{sc: sourceCases[2], data: func(t *testing.T) []byte { return unregisteredGob(t, testUser("1")) },
-			wantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
-		{sc: sourceCases[5], data: func(t *testing.T) []byte { return unregisteredGob(t, testUser("1")) },
-			wantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
-		{sc: sourceCases[0], data: func(*testing.T) []byte { return []byte("not gob at all") },
+		{sc: mStoreGob, data: func(*testing.T) []byte { return []byte("not gob at all") },
 			wantLogs: []string{"gob decode"}},
-		{sc: sourceCases[3], data: func(*testing.T) []byte { return []byte("{not json") },
-			wantLogs: []string{"JSON decode"}},
 	}
 	for _, tt := range tests {
 		name := tt.sc.name + "/" + strings.ReplaceAll(tt.wantLogs[0], " ", "_")
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := envWithSource(t, srv, tt.sc, nil)
-			ck, _, key := tt.sc.save(t, e, testUser("1"), 10*time.Minute)
-			if err := e.rdb.Set(context.Background(), key, tt.data(t), 10*time.Minute).Err(); err != nil {
+			e, _ := mEnvWithSource(t, srv, tt.sc)
+			ck, _, key := tt.sc.save(t, e, bridgetest.User("1"), 10*time.Minute)
+			if err := e.RDB.Set(context.Background(), key, tt.data(t), 10*time.Minute).Err(); err != nil {
 				t.Fatal(err)
 			}
 			routes := []struct {
 				route  string
 				status int
-				source Source
-				reason Reason
+				source bridge.Source
+				reason bridge.Reason
 			}{
-				{"/dual", 500, SourceRejected, ReasonSessionUndecodable},
-				{"/legacy", 200, SourceRejected, ReasonSessionUndecodable},
-				{"/jwt", 401, SourceRejected, ReasonSessionOnJWT},
+				{"/dual", 500, bridge.SourceRejected, bridge.ReasonSessionUndecodable},
+				{"/legacy", 200, bridge.SourceRejected, bridge.ReasonSessionUndecodable},
+				{"/jwt", 401, bridge.SourceRejected, bridge.ReasonSessionOnJWT},
 			}
 			for _, r := range routes {
-				resp := do(t, e.ts.Client(), http.MethodGet, e.url(r.route), nil, ck)
+				resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL(r.route), nil, ck)
 				if resp.StatusCode != r.status {
 					t.Errorf("%s: status: got %v, want %v (%s)", r.route, resp.StatusCode, r.status, resp.Body)
 				}
 				if r.status != 200 {
-					if got := resp.reason(); got != r.reason.String() {
+					if got := resp.Reason(); got != r.reason.String() {
 						t.Errorf("%s: reason: got %q, want %q", r.route, got, r.reason)
 					}
 				}
-				if c := resp.cookie("id_token"); c != nil {
+				if c := resp.Cookie("id_token"); c != nil {
 					t.Errorf("%s: id_token set: %v", r.route, c)
 				}
-				wantRequests(t, e.b, r.route, map[Mode]map[Source]uint64{testRoutes[r.route]: {r.source: 1}})
-				wantReasons(t, e.b, r.route, map[Reason]uint64{r.reason: 1})
+				bridgetest.WantRequests(t, e.B, r.route, map[bridge.Mode]map[bridge.Source]uint64{bridgetest.Routes[r.route]: {r.source: 1}})
+				bridgetest.WantReasons(t, e.B, r.route, map[bridge.Reason]uint64{r.reason: 1})
 			}
-			logs := e.logs.String()
+			logs := e.Logs.String()
 			for _, want := range tt.wantLogs {
 				if !strings.Contains(logs, want) {
 					t.Errorf("logs lack %q:\n%s", want, logs)
 				}
 			}
-			if n, _ := e.rdb.Exists(context.Background(), key).Result(); n != 1 {
+			if n, _ := e.RDB.Exists(context.Background(), key).Result(); n != 1 {
 				t.Errorf("session key: got %v, want it kept", n)
-			}
-		})
-	}
-}
-
-// TestSourceConfigErrors: the constructors name what is missing.
-func TestSourceConfigErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  RedisSourceConfig
-		want string
-	}{
-		{name: "no client", cfg: RedisSourceConfig{CookieName: "s"}, want: "Client"},
-		{name: "no cookie", cfg: RedisSourceConfig{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})}, want: "CookieName"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := RedisSource(tt.cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("got %v, want an error naming %s", err, tt.want)
 			}
 		})
 	}
@@ -546,7 +462,7 @@ func TestDefaultClaims(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := DefaultClaims(tt.values)
+			c, err := bridge.DefaultClaims(tt.values)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("error: got %v, want error %v", err, tt.wantErr)
 			}
@@ -561,26 +477,27 @@ func TestDefaultClaims(t *testing.T) {
 }
 
 func TestSIDHash(t *testing.T) {
-	h := newSIDHash([]byte("k1"))
+	sid, inRollout := bridge.SIDHash([]byte("k1"))
 	id := redisstore.NewID()
-	if got, again := h.sid(id), h.sid(id); got != again {
+	if got, again := sid(id), sid(id); got != again {
 		t.Errorf("sid not stable: got %q then %q", got, again)
 	}
-	if got := h.sid(id); got == id || strings.Contains(id, got) || len(got) != 24 {
+	if got := sid(id); got == id || strings.Contains(id, got) || len(got) != 24 {
 		t.Errorf("sid: got %q, want a 24-character hash unlike the ID", got)
 	}
-	if a, b := h.sid(id), newSIDHash([]byte("k2")).sid(id); a == b {
+	sid2, _ := bridge.SIDHash([]byte("k2"))
+	if a, b := sid(id), sid2(id); a == b {
 		t.Errorf("sid under two keys: got %q for both, want different", a)
 	}
-	if h.inRollout(id, 0) || !h.inRollout(id, 100) {
-		t.Errorf("inRollout 0/100: got %v/%v, want false/true", h.inRollout(id, 0), h.inRollout(id, 100))
+	if inRollout(id, 0) || !inRollout(id, 100) {
+		t.Errorf("inRollout 0/100: got %v/%v, want false/true", inRollout(id, 0), inRollout(id, 100))
 	}
 	// Monotonic: in at p means in at every larger p.
 	for i := range 100 {
 		id := redisstore.NewID()
 		was := false
 		for p := 0; p <= 100; p++ {
-			in := h.inRollout(id, p)
+			in := inRollout(id, p)
 			if was && !in {
 				t.Fatalf("session %d: in at %d%% but out at %d%%", i, p-1, p)
 			}
@@ -590,8 +507,9 @@ func TestSIDHash(t *testing.T) {
 }
 
 func TestMintFor(t *testing.T) {
-	clock := newTestClock()
-	b := newTestBridge(t, func(c *Config) { c.Now = clock.Now; c.TokenTTL = 10 * time.Minute })
+	clock := bridgetest.NewClock()
+	b, _, _ := bridgetest.NewBridge(t, func(c *bridge.Config) { c.Now = clock.Now; c.TokenTTL = 10 * time.Minute })
+	sid, _ := bridge.SIDHash(b.Config().SIDKey)
 	tests := []struct {
 		name    string
 		ttl     time.Duration
@@ -599,16 +517,16 @@ func TestMintFor(t *testing.T) {
 		wantExp time.Duration
 		wantErr bool
 	}{
-		{name: "unknown ttl", ttl: 0, values: testUser("1"), wantExp: 10 * time.Minute},
-		{name: "longer session", ttl: time.Hour, values: testUser("1"), wantExp: 10 * time.Minute},
-		{name: "shorter session", ttl: 90 * time.Second, values: testUser("1"), wantExp: 90 * time.Second},
-		{name: "dying session", ttl: 500 * time.Millisecond, values: testUser("1"), wantErr: true},
+		{name: "unknown ttl", ttl: 0, values: bridgetest.User("1"), wantExp: 10 * time.Minute},
+		{name: "longer session", ttl: time.Hour, values: bridgetest.User("1"), wantExp: 10 * time.Minute},
+		{name: "shorter session", ttl: 90 * time.Second, values: bridgetest.User("1"), wantExp: 90 * time.Second},
+		{name: "dying session", ttl: 500 * time.Millisecond, values: bridgetest.User("1"), wantErr: true},
 		{name: "no subject", values: map[any]any{"username": "guest"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			now := clock.Now()
-			tok, c, err := b.mintFor(tt.values, tt.ttl, b.sids.sid("raw-id"), now)
+			tok, c, err := bridge.MintFor(b, tt.values, tt.ttl, sid("raw-id"), now)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("error: got %v, want error %v", err, tt.wantErr)
 			}
@@ -618,15 +536,23 @@ func TestMintFor(t *testing.T) {
 			if got := c.ExpiresAt.Sub(now); got != tt.wantExp {
 				t.Errorf("exp-now: got %v, want %v", got, tt.wantExp)
 			}
-			if strings.Contains(tok, "raw-id") || c.SID == "raw-id" || c.SID != b.sids.sid("raw-id") {
+			if strings.Contains(tok, "raw-id") || c.SID == "raw-id" || c.SID != sid("raw-id") {
 				t.Errorf("sid: got %q, want the keyed hash of the ID", c.SID)
 			}
-			e, err := b.verifier.verify(tok)
+			// The bridge verifies the minted token (as a bearer token,
+			// through Check).
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("Authorization", "Bearer "+tok)
+			r, err = b.Check(httptest.NewRecorder(), r)
 			if err != nil {
 				t.Fatalf("verify minted token: %v", err)
 			}
-			if e.claims.Subject != "1" {
-				t.Errorf("sub: got %q, want 1", e.claims.Subject)
+			id, ok := bridge.IdentityFrom(r.Context())
+			if !ok || id.Source() != bridge.SourceJWTBearer {
+				t.Fatalf("verify minted token: identity %v (source %v), want one from the bearer token", ok, id.Source())
+			}
+			if id.Subject() != "1" {
+				t.Errorf("sub: got %q, want 1", id.Subject())
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,25 @@ type Claims struct {
 	// SID is a keyed hash of the legacy session ID the token was minted
 	// from: never the raw ID. Empty for tokens not minted from a session.
 	SID string `json:"sid,omitempty"`
+}
+
+// clone returns a copy of c that shares no slice or date with it.
+func (c *Claims) clone() Claims {
+	out := *c
+	out.Audience = slices.Clone(c.Audience)
+	out.Roles = slices.Clone(c.Roles)
+	out.ExpiresAt = cloneDate(c.ExpiresAt)
+	out.NotBefore = cloneDate(c.NotBefore)
+	out.IssuedAt = cloneDate(c.IssuedAt)
+	return out
+}
+
+func cloneDate(d *jwt.NumericDate) *jwt.NumericDate {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	return &c
 }
 
 // issuer is a token issuer whose keys are bound to it: a token naming this

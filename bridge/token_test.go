@@ -785,13 +785,13 @@ func TestTokenAttacks(t *testing.T) {
 	// Revocation.
 	add(
 		tokAttack{name: "revoked jti", fail: failRevoked, setup: func(f *tokFixture) {
-			f.b.revoked.addJTI("jti-alice", f.clock.Now().Add(time.Hour))
+			f.b.Deny(Revocation{JTI: "jti-alice", Until: f.clock.Now().Add(time.Hour)})
 		}, tok: func(t testing.TB, f *tokFixture) string { return f.valid(t) }},
 		tokAttack{name: "revoked sid", fail: failRevoked, setup: func(f *tokFixture) {
-			f.b.revoked.addSID("sid-alice", f.clock.Now().Add(time.Hour))
+			f.b.Deny(Revocation{SID: "sid-alice", Until: f.clock.Now().Add(time.Hour)})
 		}, tok: func(t testing.TB, f *tokFixture) string { return f.valid(t) }},
 		tokAttack{name: "revoked sid, token without jti", fail: failRevoked, setup: func(f *tokFixture) {
-			f.b.revoked.addSID("sid-alice", f.clock.Now().Add(time.Hour))
+			f.b.Deny(Revocation{SID: "sid-alice", Until: f.clock.Now().Add(time.Hour)})
 		}, tok: func(t testing.TB, f *tokFixture) string { return f.valid(t, noMember("jti")) }},
 	)
 
@@ -935,8 +935,8 @@ func TestTokenAccepted(t *testing.T) {
 			return f.valid(t, member("nbf", f.clock.Now().Unix()+59), member("iat", f.clock.Now().Unix()+59))
 		}},
 		{name: "other jti revoked", tok: func(t testing.TB, f *tokFixture) string {
-			f.b.revoked.addJTI("jti-bob", f.clock.Now().Add(time.Hour))
-			f.b.revoked.addSID("sid-bob", f.clock.Now().Add(time.Hour))
+			f.b.Deny(Revocation{JTI: "jti-bob", Until: f.clock.Now().Add(time.Hour)})
+			f.b.Deny(Revocation{SID: "sid-bob", Until: f.clock.Now().Add(time.Hour)})
 			return f.valid(t)
 		}},
 		{name: "exactly at the size cap", tok: func(t testing.TB, f *tokFixture) string {
@@ -1018,14 +1018,8 @@ func TestTokenIssuerBinding(t *testing.T) {
 	clock := newTestClock()
 	own, idp := newTestKey(t), newTestKey(t)
 	const idpName = "https://idp.example"
-	ownIss, err := ownIssuer(Config{SigningKey: own, Issuer: testIssuer, Audience: testAudience, Leeway: DefaultLeeway, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idpIss, err := ownIssuer(Config{SigningKey: idp, Issuer: idpName, Audience: testAudience, Leeway: DefaultLeeway, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ownIss := ownIssuer(Config{SigningKey: own, Issuer: testIssuer, Audience: testAudience, Leeway: DefaultLeeway, Now: clock.Now})
+	idpIss := ownIssuer(Config{SigningKey: idp, Issuer: idpName, Audience: testAudience, Leeway: DefaultLeeway, Now: clock.Now})
 	v := newVerifier([]*issuer{ownIss, idpIss}, DefaultMaxTokenSize, clock.Now, 0, newDenylist())
 	f := &tokFixture{clock: clock}
 	cases := []struct {
@@ -1078,9 +1072,9 @@ func TestTokenRevokedAfterCache(t *testing.T) {
 			}
 			until := f.clock.Now().Add(time.Hour)
 			if by == "jti" {
-				f.b.revoked.addJTI("jti-alice", until)
+				f.b.Deny(Revocation{JTI: "jti-alice", Until: until})
 			} else {
-				f.b.revoked.addSID("sid-alice", until)
+				f.b.Deny(Revocation{SID: "sid-alice", Until: until})
 			}
 			for _, asCookie := range []bool{false, true} {
 				w := f.send(tok, asCookie)
@@ -1325,7 +1319,7 @@ func TestTokenCacheConcurrent(t *testing.T) {
 				}
 				switch i % 50 {
 				case 7:
-					f.b.revoked.addJTI(fmt.Sprint("jti-", g), f.clock.Now().Add(time.Hour))
+					f.b.Deny(Revocation{JTI: fmt.Sprint("jti-", g), Until: f.clock.Now().Add(time.Hour)})
 				case 13:
 					f.b.verifier.cache.purge()
 				}

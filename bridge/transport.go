@@ -39,8 +39,8 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !ok {
 		return t.base.RoundTrip(r)
 	}
-	tok := id.Token
-	if tok == "" && id.Source == SourceSession && id.Session != nil {
+	tok := id.token
+	if tok == "" && id.source == SourceSession && id.session != nil {
 		var err error
 		tok, err = t.b.mintDownstream(id)
 		if err != nil {
@@ -81,7 +81,7 @@ func sameOriginRedirect(r *http.Request) bool {
 }
 
 // mintDownstream mints a short-lived token for a session identity.
-func (b *Bridge) mintDownstream(id *Identity) (string, error) {
-	tok, _, err := b.mintFor(id.Session, DownstreamTokenTTL, id.sid, b.cfg.Now())
+func (b *Bridge) mintDownstream(id Identity) (string, error) {
+	tok, _, err := b.mintFor(id.session, DownstreamTokenTTL, id.sid, b.cfg.Now())
 	return tok, err
 }

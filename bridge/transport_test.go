@@ -1,5 +1,6 @@
 // Tests of Bridge.Transport (transport.go): the current identity's JWT on
-// outgoing requests.
+// outgoing requests. The legacy sessions live in an in-memory store
+// (newTestEnv): nothing here depends on Redis.
 package bridge
 
 import (
@@ -274,7 +275,7 @@ func TestTransportDirect(t *testing.T) {
 
 	t.Run("identity with a token", func(t *testing.T) {
 		req := httptest.NewRequest("GET", "http://svc.internal/", nil)
-		req = req.WithContext(WithIdentity(req.Context(), &Identity{Subject: "x", Source: SourceJWTBearer, Token: "tok-x"}))
+		req = req.WithContext(withIdentity(req.Context(), &Identity{subject: "x", source: SourceJWTBearer, token: "tok-x"}))
 		if _, err := tr.RoundTrip(req); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +288,7 @@ func TestTransportDirect(t *testing.T) {
 	})
 	t.Run("nil identity", func(t *testing.T) {
 		req := httptest.NewRequest("GET", "http://svc.internal/", nil)
-		req = req.WithContext(WithIdentity(context.Background(), nil))
+		req = req.WithContext(withIdentity(context.Background(), nil))
 		if _, err := tr.RoundTrip(req); err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +299,7 @@ func TestTransportDirect(t *testing.T) {
 	t.Run("session without a subject: error, body closed", func(t *testing.T) {
 		body := &trBody{Reader: strings.NewReader("payload")}
 		req := httptest.NewRequest("POST", "http://svc.internal/", body)
-		req = req.WithContext(WithIdentity(req.Context(), &Identity{Source: SourceSession, Session: map[any]any{"username": "nobody"}}))
+		req = req.WithContext(withIdentity(req.Context(), &Identity{source: SourceSession, session: map[any]any{"username": "nobody"}}))
 		seen.Store(nil)
 		_, err := tr.RoundTrip(req)
 		if err == nil {

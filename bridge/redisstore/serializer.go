@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/gob"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
 )
 
 // Serializer turns session values into the bytes stored in Redis and back.
@@ -52,7 +53,8 @@ func (GobSerializer) Deserialize(data []byte, values map[any]any) (err error) {
 
 // ErrUnregisteredType reports a session value whose type was not registered
 // with encoding/gob. The wrapping error names the type and the missing call.
-var ErrUnregisteredType = errors.New("redisstore: session value type not registered with encoding/gob")
+// It wraps bridge.ErrSessionUndecodable.
+var ErrUnregisteredType = fmt.Errorf("redisstore: session value type not registered with encoding/gob: %w", bridge.ErrSessionUndecodable)
 
 // gobError turns gob's "not registered" errors into one that names the type
 // and the gob.Register call the app is missing; other errors are wrapped.

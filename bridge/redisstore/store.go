@@ -13,10 +13,16 @@
 // deletes it from Redis and expires its cookie.
 //
 // Errors keep their causes: a Redis that cannot be reached wraps
-// ErrUnavailable, a session too large wraps ErrTooLarge, a gob value of an
-// unregistered type wraps ErrUnregisteredType and names the type. A cookie
-// naming no session in Redis is not an error: Get returns a new, empty
-// session, as every gorilla store does.
+// ErrUnavailable (and so bridge.ErrStoreUnavailable), a session too large
+// wraps ErrTooLarge, values that cannot be decoded wrap
+// bridge.ErrSessionUndecodable (a gob value of an unregistered type wraps
+// ErrUnregisteredType too, and names the type). A cookie naming no session
+// in Redis is not an error: Get returns a new, empty session, as every
+// gorilla store does. bridge.StoreSource tells these apart.
+//
+// The package also has read-only session sources for a bridge.Config's
+// Sessions, in boj/redistore's format (BojSource), rbcervilla/redisstore's
+// (RbcervillaSource) or another (NewSource).
 package redisstore
 
 import (
@@ -31,6 +37,8 @@ import (
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
 )
 
 // Defaults of Config fields left zero.
@@ -45,8 +53,8 @@ const (
 
 var (
 	// ErrUnavailable wraps every failure to reach Redis or get an answer
-	// from it in time.
-	ErrUnavailable = errors.New("redisstore: redis unavailable")
+	// from it in time. It wraps bridge.ErrStoreUnavailable.
+	ErrUnavailable = fmt.Errorf("redisstore: redis unavailable: %w", bridge.ErrStoreUnavailable)
 	// ErrTooLarge reports serialized values longer than Config.MaxLength.
 	ErrTooLarge = errors.New("redisstore: session values too large")
 )
@@ -248,7 +256,7 @@ func (s *Store) load(ctx context.Context, session *sessions.Session) (bool, erro
 		return false, unavailable("load", err)
 	}
 	if err := s.serializer.Deserialize(b, session.Values); err != nil {
-		return false, err
+		return false, undecodable(err)
 	}
 	return true, nil
 }
@@ -271,4 +279,13 @@ func (s *Store) delete(ctx context.Context, id string) error {
 
 func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: %s session: %w", ErrUnavailable, op, err)
+}
+
+// undecodable marks an error of Deserialize as data that no retry will
+// decode.
+func undecodable(err error) error {
+	if errors.Is(err, bridge.ErrSessionUndecodable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", bridge.ErrSessionUndecodable, err)
 }

@@ -209,8 +209,12 @@ func serve(b *testing.B, h http.Handler, r *http.Request, mustServe bool) {
 	reportCPU(b, cpu)
 }
 
-// newBridge returns a Bridge with f's key; cacheSize -1 disables the
-// cache of verified tokens (every request is a first sight).
+// sidKey keys the bridge's session hashes (Config.SIDKey).
+var sidKey = []byte("bench-sid-key-bench-sid-key-32b!")
+
+// newBridge returns a Bridge with f's key, and no fleet (the counts stay
+// in-process); mod may set Sessions (SIDKey is set) or CacheSize
+// (bridge.NoCache: every request is a first sight).
 func newBridge(b *testing.B, f *keyFixture, router *mux.Router, routes bridge.Routes, mod func(*bridge.Config)) *bridge.Bridge {
 	b.Helper()
 	cfg := bridge.Config{
@@ -221,6 +225,7 @@ func newBridge(b *testing.B, f *keyFixture, router *mux.Router, routes bridge.Ro
 		Routes:     routes,
 		Router:     router,
 		CookieName: cookieName,
+		SIDKey:     sidKey,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -229,7 +234,6 @@ func newBridge(b *testing.B, f *keyFixture, router *mux.Router, routes bridge.Ro
 	if err != nil {
 		b.Fatalf("bridge.New: %v", err)
 	}
-	b.Cleanup(func() { _ = br.Close() })
 	return br
 }
 
@@ -330,7 +334,7 @@ func BenchmarkJWT(b *testing.B) {
 				serve(b, sessionbridgeRouter(b, f, 0), request(apiPath, transport, cookieName, f.token), true)
 			})
 			b.Run(prefix+"sessionbridge-first", func(b *testing.B) {
-				serve(b, sessionbridgeRouter(b, f, -1), request(apiPath, transport, cookieName, f.token), true)
+				serve(b, sessionbridgeRouter(b, f, bridge.NoCache), request(apiPath, transport, cookieName, f.token), true)
 			})
 			b.Run(prefix+"auth0", func(b *testing.B) {
 				serve(b, auth0Router(b, f, transport), request(apiPath, transport, cookieName, f.token), true)
@@ -450,8 +454,10 @@ func BenchmarkFloor(b *testing.B) {
 		serve(b, newRouter(apiPath), request(apiPath, "bearer", cookieName, "x"), true)
 	})
 	b.Run("op=mux-context-value", func(b *testing.B) {
+		// One pointer in the context, as the bridge stores one per request.
 		type key struct{}
-		id := &bridge.Identity{Subject: "42"}
+		type identity struct{ subject string }
+		id := &identity{subject: "42"}
 		mw := func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key{}, id)))

@@ -171,7 +171,7 @@ func (f *sessionFixture) request(path string) *http.Request {
 }
 
 func (f *sessionFixture) bojSource(b *testing.B) bridge.SessionSource {
-	src, err := bridge.BojSource(f.rdb, sessionName, keyPairs...)
+	src, err := redisstore.BojSource(f.rdb, sessionName, keyPairs...)
 	if err != nil {
 		b.Fatalf("BojSource: %v", err)
 	}
@@ -286,7 +286,7 @@ func BenchmarkSession(b *testing.B) {
 			}
 			r := mux.NewRouter()
 			r.HandleFunc(legacyPath, func(w http.ResponseWriter, r *http.Request) {
-				if id, ok := bridge.IdentityFrom(r.Context()); ok && id.Subject == "42" {
+				if id, ok := bridge.IdentityFrom(r.Context()); ok && id.Subject() == "42" {
 					served++
 				}
 			})
@@ -309,7 +309,7 @@ func BenchmarkConvert(b *testing.B) {
 			f := newSessionFixture(b)
 			r := mux.NewRouter()
 			r.HandleFunc(dualPath, func(w http.ResponseWriter, r *http.Request) {
-				if id, ok := bridge.IdentityFrom(r.Context()); ok && id.Token != "" {
+				if id, ok := bridge.IdentityFrom(r.Context()); ok && id.Token() != "" {
 					served++
 				}
 			})

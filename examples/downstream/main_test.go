@@ -28,6 +28,7 @@ const (
 	issuer   = "https://monolith.example"
 	audience = "app"
 	hashKey  = "downstream-example-test-hash-key-32+"
+	sidKey   = "downstream-example-test-sid-key-32+"
 )
 
 // whoamiAnswer is the downstream's /api/whoami body.
@@ -55,6 +56,7 @@ func newMonolith(t *testing.T, key *bridge.Key, downstreamURL string) http.Handl
 	store := sessions.NewCookieStore([]byte(hashKey))
 	b, err := bridge.New(bridge.Config{
 		Sessions:           bridge.StoreSource(store, "session"),
+		SIDKey:             []byte(sidKey),
 		SigningKey:         key,
 		Issuer:             issuer,
 		Audience:           audience,
@@ -70,7 +72,7 @@ func newMonolith(t *testing.T, key *bridge.Key, downstreamURL string) http.Handl
 		var out reportAnswer
 		out.AuthSource = bridge.SourceAnonymous.String()
 		if id, ok := bridge.IdentityFrom(r.Context()); ok {
-			out.AuthSource = id.Source.String()
+			out.AuthSource = id.Source().String()
 		}
 		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, downstreamURL+"/api/whoami", nil)
 		if err != nil {
@@ -221,6 +223,7 @@ func mintBySession(t *testing.T, cfg bridge.Config) string {
 	t.Helper()
 	store := sessions.NewCookieStore([]byte(hashKey))
 	cfg.Sessions = bridge.StoreSource(store, "session")
+	cfg.SIDKey = []byte(sidKey)
 	cfg.Routes = bridge.Routes{"/mint": bridge.Dual}
 	b, err := bridge.New(cfg)
 	if err != nil {

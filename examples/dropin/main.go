@@ -3,7 +3,10 @@
 // between "sessionbridge: begin" and "sessionbridge: end" are all that
 // changed. The legacy page /profile still reads the session; /api/me has
 // been migrated to bridge.IdentityFrom and its route is in dual mode, so a
-// session user who calls it is converted to an HttpOnly JWT cookie.
+// session user who calls it is converted to an HttpOnly JWT cookie. The
+// instances share their counts, run-time modes and logouts through the
+// fleet (bridge/fleet, on the same Redis); admins read the migration
+// report at /migration (HTML) and /migration/report.json.
 //
 // Environment:
 //
@@ -17,6 +20,8 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -34,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 )
 
@@ -61,8 +67,13 @@ var users = map[string]user{
 type options struct {
 	// Store is the app's session store.
 	Store sessions.Store
+	// Redis is the Redis of the store, which the bridges' fleet shares.
+	Redis redis.UniversalClient
 	// SigningKey signs the JWTs the bridge mints.
 	SigningKey *bridge.Key
+	// SIDKey keys the session hashes in the JWTs: the same on every
+	// instance, kept across signing-key rotations (see sidKey).
+	SIDKey []byte
 	// Issuer is the iss of the JWTs.
 	Issuer string
 	// InsecureCookies drops the Secure attribute of cookies, for plain
@@ -70,13 +81,17 @@ type options struct {
 	InsecureCookies bool
 }
 
+// app is the app's handler, and the bridge and fleet whose background work
+// run starts and ends.
 type app struct {
+	http.Handler
 	opts   options
 	bridge *bridge.Bridge
+	fleet  *fleet.Fleet
 }
 
-// newServer returns the app's handler.
-func newServer(opts options) (http.Handler, error) {
+// newApp builds the app.
+func newApp(opts options) (*app, error) {
 	a := &app{opts: opts}
 	r := mux.NewRouter()
 	r.HandleFunc("/login", loginForm).Methods(http.MethodGet)
@@ -84,10 +99,17 @@ func newServer(opts options) (http.Handler, error) {
 	r.HandleFunc("/logout", a.logout).Methods(http.MethodPost)
 	r.HandleFunc("/profile", a.profile).Methods(http.MethodGet)
 	r.HandleFunc("/api/me", a.me).Methods(http.MethodGet)
+	a.Handler = r
 
 	// sessionbridge: begin
+	f, err := fleet.New(fleet.Config{Redis: opts.Redis}) // counts, modes and logouts shared by the instances
+	if err != nil {
+		return nil, err
+	}
 	b, err := bridge.New(bridge.Config{
 		Sessions:           bridge.StoreSource(opts.Store, sessionName), // the app's store and cookie name
+		SIDKey:             opts.SIDKey,
+		Fleet:              f,
 		SigningKey:         opts.SigningKey,
 		Issuer:             opts.Issuer,
 		Audience:           "dropin",
@@ -100,11 +122,39 @@ func newServer(opts options) (http.Handler, error) {
 	}
 	r.Use(b.Middleware)
 	r.Handle("/.well-known/jwks.json", b.JWKSHandler()) // for downstream services
-	a.bridge = b                                        // logout revokes the JWT too
+	r.Handle("/migration", adminOnly(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/migration/report.json", adminOnly(f.ReportHandler())).Methods(http.MethodGet)
+	a.bridge, a.fleet = b, f // logout revokes the JWT too; run runs the fleet
 	// sessionbridge: end
 
-	return r, nil
+	return a, nil
 }
+
+// sessionbridge: begin
+
+// sidKey derives Config.SIDKey from the legacy cookie's hash key: a secret
+// every instance already shares and that outlives signing-key rotations.
+func sidKey(hashKey []byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, hashKey, nil, "sessionbridge sid key", 32)
+}
+
+// adminOnly serves the migration report to admins only. Its routes are
+// legacy, where the bridge identifies the caller without refusing anyone.
+func adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := bridge.IdentityFrom(r.Context())
+		switch {
+		case !ok:
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+		case !id.HasRole("admin"):
+			http.Error(w, "forbidden", http.StatusForbidden)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// sessionbridge: end
 
 const loginPage = `<!doctype html>
 <title>Log in</title>
@@ -194,10 +244,10 @@ func (a *app) me(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"user_id":     id.Subject,
-		"username":    id.Name,
-		"roles":       id.Roles,
-		"auth_source": id.Source.String(),
+		"user_id":     id.Subject(),
+		"username":    id.Name(),
+		"roles":       id.Roles(),
+		"auth_source": id.Source().String(),
 	})
 }
 
@@ -253,19 +303,34 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	h, err := newServer(options{
+	// sessionbridge: begin
+	sid, err := sidKey([]byte(hashKey))
+	if err != nil {
+		return err
+	}
+	// sessionbridge: end
+
+	a, err := newApp(options{
 		Store:           store,
+		Redis:           rdb,
 		SigningKey:      key,
+		SIDKey:          sid,
 		Issuer:          "http://" + addr,
 		InsecureCookies: os.Getenv("BRIDGE_INSECURE_COOKIES") == "1",
 	})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+
+	// sessionbridge: begin
+	go a.bridge.Run(ctx) // trusted issuers' JWKS (none here); returns when ctx ends
+	go a.fleet.Run(ctx)  // flushes the counts, applies run-time modes and other instances' logouts
+	// sessionbridge: end
+
+	srv := &http.Server{Addr: addr, Handler: a, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	slog.Info("listening", "url", "http://"+addr, "users", "alice / alice-password, bob / bob-password")
+	slog.Info("listening", "url", "http://"+addr, "users", "alice / alice-password, bob / bob-password (admin)")
 	select {
 	case err := <-errc:
 		return err
@@ -273,5 +338,13 @@ func run(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdown)
+	err = srv.Shutdown(shutdown)
+
+	// sessionbridge: begin
+	// Once no request reaches the middleware any more: the final flush of
+	// the counts (Close reports the ones it could not flush).
+	err = errors.Join(err, a.fleet.Close())
+	// sessionbridge: end
+
+	return err
 }

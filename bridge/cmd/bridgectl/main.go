@@ -25,7 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/internal/redisurl"
 )
 
@@ -136,12 +136,13 @@ type conn struct {
 // applied by fleet, not here: the usage would print it, password included.
 func (c *conn) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.url, "redis", "", "Redis `URL` of the fleet (default $REDIS_URL)")
-	fs.StringVar(&c.prefix, "prefix", bridge.DefaultRedisPrefix, "key `prefix` of the fleet, as in Config.RedisPrefix")
+	fs.StringVar(&c.prefix, "prefix", fleet.DefaultPrefix, "key `prefix` of the fleet, as in fleet.Config.Prefix")
 }
 
-// fleet connects to Redis (--redis, else $REDIS_URL) and checks that it
-// answers. The caller closes the returned client.
-func (c *conn) fleet(ctx context.Context, getenv func(string) string) (*bridge.Fleet, redis.UniversalClient, error) {
+// fleet connects to Redis (--redis, else $REDIS_URL), checks that it
+// answers and returns a Fleet on it that no Bridge uses, with cfg's other
+// settings. The caller closes the returned client.
+func (c *conn) fleet(ctx context.Context, getenv func(string) string, cfg fleet.Config) (*fleet.Fleet, redis.UniversalClient, error) {
 	from := "--redis"
 	if c.url == "" {
 		c.url, from = getenv("REDIS_URL"), "REDIS_URL"
@@ -149,15 +150,24 @@ func (c *conn) fleet(ctx context.Context, getenv func(string) string) (*bridge.F
 	if c.url == "" {
 		return nil, nil, usagef("no Redis: pass --redis URL or set REDIS_URL")
 	}
+	if strings.ContainsAny(c.prefix, "{}") {
+		return nil, nil, usagef("--prefix %q: must not contain braces (the prefix becomes the keys' hash tag)", c.prefix)
+	}
 	rdb, addr, err := newRedisClient(c.url)
 	if err != nil {
 		return nil, nil, usagef("%s: %v", from, redact(err, c.url))
+	}
+	cfg.Redis, cfg.Prefix = rdb, c.prefix
+	f, err := fleet.New(cfg)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, usagef("%v", err)
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		_ = rdb.Close()
 		return nil, nil, fmt.Errorf("cannot reach Redis at %s: %w", addr, redact(err, c.url))
 	}
-	return &bridge.Fleet{Redis: rdb, Prefix: c.prefix}, rdb, nil
+	return f, rdb, nil
 }
 
 // newRedisClient builds the client for rawURL and returns it with the

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
 
@@ -30,7 +32,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-var hashKey = []byte("0123456789abcdef0123456789abcdef")
+var (
+	hashKey = []byte("0123456789abcdef0123456789abcdef")
+	sidKey  = []byte("bridgectl-test-sid-key-32-bytes-")
+)
 
 // testRoutes are the configured modes of the test app's routes.
 var testRoutes = bridge.Routes{
@@ -40,22 +45,32 @@ var testRoutes = bridge.Routes{
 	"/profile":         bridge.Legacy,
 }
 
-// fleetEnv is one instance of a test app with the bridge, on a real
-// redis-server.
+// fleetEnv is one instance of a test app with the bridge and its fleet,
+// on a real redis-server.
 type fleetEnv struct {
 	srv    *redistest.Server
 	b      *bridge.Bridge
+	f      *fleet.Fleet
 	ts     *httptest.Server
 	store  *sessions.CookieStore
 	prefix string
 }
 
-// newFleetEnv starts redis-server and the app; mod changes the bridge's
-// configuration before New.
-func newFleetEnv(t *testing.T, mod func(*bridge.Config)) *fleetEnv {
+// newFleetEnv starts redis-server and the app; mod changes the fleet's
+// configuration before New (its counters are flushed hourly unless mod
+// says otherwise: tests flush them with f.Flush).
+func newFleetEnv(t *testing.T, mod func(*fleet.Config)) *fleetEnv {
 	t.Helper()
 	srv := redistest.New(t)
 	rdb := srv.Client()
+	fcfg := fleet.Config{Redis: rdb, FlushInterval: time.Hour}
+	if mod != nil {
+		mod(&fcfg)
+	}
+	f, err := fleet.New(fcfg)
+	if err != nil {
+		t.Fatalf("fleet.New: %v", err)
+	}
 	key, err := bridge.GenerateKey()
 	if err != nil {
 		t.Fatalf("GenerateKey: %v", err)
@@ -65,40 +80,32 @@ func newFleetEnv(t *testing.T, mod func(*bridge.Config)) *fleetEnv {
 	ok := func(w http.ResponseWriter, r *http.Request) {
 		src := "none"
 		if id, ok := bridge.IdentityFrom(r.Context()); ok {
-			src = id.Source.String()
+			src = id.Source().String()
 		}
 		_, _ = io.WriteString(w, src)
 	}
 	for tmpl := range testRoutes {
 		r.HandleFunc(tmpl, ok)
 	}
-	cfg := bridge.Config{
+	b, err := bridge.New(bridge.Config{
 		Sessions:           bridge.StoreSource(store, sessionName),
-		Redis:              rdb,
+		SIDKey:             sidKey,
+		Fleet:              f,
 		SigningKey:         key,
 		Issuer:             "https://issuer.test",
 		Audience:           "bridgectl-test",
 		Router:             r,
 		Routes:             testRoutes,
 		InsecureDevCookies: true, // httptest serves plain http
-		FlushInterval:      time.Hour,
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	b, err := bridge.New(cfg)
+	})
 	if err != nil {
 		t.Fatalf("bridge.New: %v", err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
+	t.Cleanup(func() { _ = f.Close() })
 	r.Use(b.Middleware)
 	ts := httptest.NewServer(r)
 	t.Cleanup(ts.Close)
-	prefix := cfg.RedisPrefix
-	if prefix == "" {
-		prefix = bridge.DefaultRedisPrefix
-	}
-	return &fleetEnv{srv: srv, b: b, ts: ts, store: store, prefix: prefix}
+	return &fleetEnv{srv: srv, b: b, f: f, ts: ts, store: store, prefix: f.Config().Prefix}
 }
 
 // sessionCookie returns the legacy cookie of a logged-in user, as the
@@ -219,31 +226,40 @@ func mustRun(t *testing.T, args ...string) string {
 func TestReport(t *testing.T) {
 	e := newFleetEnv(t, nil)
 	e.sendTraffic(t)
-	if err := e.b.Flush(context.Background()); err != nil {
+	if err := e.f.Flush(context.Background()); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
 
 	t.Run("json", func(t *testing.T) {
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json")
-		var rep bridge.Report
+		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("report --json: %v\n%s", err, out)
 		}
 		type line struct {
-			mode      string
-			counts    bridge.SourceCounts
-			converted uint64
-			share     float64
+			mode       string
+			counts     bridge.SourceCounts
+			converted  uint64
+			share      float64
+			rejections bridge.ReasonCounts
 		}
 		want := map[string]line{
-			"/api/me":          {"dual", bridge.SourceCounts{Session: 1, JWTCookie: 1, JWTBearer: 1, Anonymous: 1, Rejected: 1}, 1, 1.0 / 3},
-			"/api/orders":      {"jwt", bridge.SourceCounts{JWTBearer: 1, Rejected: 1}, 0, 0},
-			"/api/orders/{id}": {"dual", bridge.SourceCounts{JWTBearer: 1, JWTCookie: 1}, 0, 0},
-			"/profile":         {"legacy", bridge.SourceCounts{Session: 2, Anonymous: 1}, 0, 1},
+			"/api/me": {"dual", sourceCounts(map[bridge.Source]uint64{
+				bridge.SourceSession: 1, bridge.SourceJWTCookie: 1, bridge.SourceJWTBearer: 1, bridge.SourceAnonymous: 1, bridge.SourceRejected: 1,
+			}), 1, 1.0 / 3, reasonCounts(map[bridge.Reason]uint64{bridge.ReasonBearerInvalid: 1, bridge.ReasonNoCredentials: 1})},
+			"/api/orders": {"jwt", sourceCounts(map[bridge.Source]uint64{
+				bridge.SourceJWTBearer: 1, bridge.SourceRejected: 1,
+			}), 0, 0, reasonCounts(map[bridge.Reason]uint64{bridge.ReasonBearerInvalid: 1})},
+			"/api/orders/{id}": {"dual", sourceCounts(map[bridge.Source]uint64{
+				bridge.SourceJWTBearer: 1, bridge.SourceJWTCookie: 1,
+			}), 0, 0, bridge.ReasonCounts{}},
+			"/profile": {"legacy", sourceCounts(map[bridge.Source]uint64{
+				bridge.SourceSession: 2, bridge.SourceAnonymous: 1,
+			}), 0, 1, bridge.ReasonCounts{}},
 		}
 		got := map[string]line{}
 		for _, r := range rep.Routes {
-			got[r.Route] = line{r.Mode, r.Counts, r.Converted, r.SessionShare}
+			got[r.Route] = line{r.Mode, r.Counts, r.Converted, r.SessionShare, r.Rejections}
 		}
 		for route, w := range want {
 			if g := got[route]; g != w {
@@ -251,16 +267,37 @@ func TestReport(t *testing.T) {
 			}
 		}
 		for route, g := range got {
-			if _, ok := want[route]; !ok && g.counts != (bridge.SourceCounts{}) {
+			if _, ok := want[route]; !ok && (g.counts != (bridge.SourceCounts{}) || g.rejections != (bridge.ReasonCounts{})) {
 				t.Errorf("route %s: got %+v, want no requests", route, g)
 			}
 		}
-		wantTotals := bridge.Totals{
-			SourceCounts: bridge.SourceCounts{Session: 3, JWTCookie: 2, JWTBearer: 3, Anonymous: 2, Rejected: 2},
-			Converted:    1,
+		// The JSON itself: every route carries its rejections, by reason
+		// label; the totals carry every source, and converted.
+		var raw struct {
+			Totals map[string]uint64 `json:"totals"`
+			Routes []struct {
+				Route      string             `json:"route"`
+				Rejections *map[string]uint64 `json:"rejections"`
+			} `json:"routes"`
 		}
-		if rep.Totals != wantTotals {
-			t.Errorf("totals: got %+v, want %+v", rep.Totals, wantTotals)
+		if err := json.Unmarshal([]byte(out), &raw); err != nil {
+			t.Fatalf("report --json: %v\n%s", err, out)
+		}
+		for _, r := range raw.Routes {
+			if r.Rejections == nil {
+				t.Errorf("route %s: no \"rejections\" in the JSON", r.Route)
+			} else if r.Route == "/api/me" && !reflect.DeepEqual(*r.Rejections, map[string]uint64{"bearer_invalid": 1, "no_credentials": 1}) {
+				t.Errorf("route /api/me: JSON rejections got %v, want bearer_invalid 1, no_credentials 1", *r.Rejections)
+			}
+		}
+		wantTotals := map[string]uint64{"session": 3, "jwt_cookie": 2, "jwt_bearer": 3, "anonymous": 2, "rejected": 2, "converted": 1}
+		if !reflect.DeepEqual(raw.Totals, wantTotals) {
+			t.Errorf("totals: got %v, want %v", raw.Totals, wantTotals)
+		}
+		if got, want := rep.Totals.SourceCounts, sourceCounts(map[bridge.Source]uint64{
+			bridge.SourceSession: 3, bridge.SourceJWTCookie: 2, bridge.SourceJWTBearer: 3, bridge.SourceAnonymous: 2, bridge.SourceRejected: 2,
+		}); got != want {
+			t.Errorf("totals: got %+v, want %+v", got, want)
 		}
 		if rep.DistinctSessions != 1 {
 			t.Errorf("distinct_sessions: got %d, want 1", rep.DistinctSessions)
@@ -274,7 +311,7 @@ func TestReport(t *testing.T) {
 		since := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", since)
 		rec := httptest.NewRecorder()
-		e.b.ReportHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/migration/report.json?since="+url.QueryEscape(since), nil))
+		e.f.ReportHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/migration/report.json?since="+url.QueryEscape(since), nil))
 		if rec.Code != http.StatusOK {
 			t.Fatalf("report handler: status got %d, want 200", rec.Code)
 		}
@@ -291,19 +328,14 @@ func TestReport(t *testing.T) {
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
 		t.Logf("report:\n%s", out)
 		wantRows := map[string][]string{
-			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY"},
-			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-"},
-			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-"},
-			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready"},
-			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-"},
+			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY", "TOP_REJECTIONS"},
+			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-", "bearer_invalid 1, no_credentials 1"},
+			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-", "bearer_invalid 1"},
+			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready", "-"},
+			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-", "-"},
 			"TOTAL":            {"3", "2", "3", "2", "2", "1", "37.5%"},
 		}
-		rows := map[string][]string{}
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) > 0 {
-				rows[f[0]] = f[1:]
-			}
-		}
+		rows := tableRows(out)
 		for route, want := range wantRows {
 			if got := rows[route]; !reflect.DeepEqual(got, want) {
 				t.Errorf("row %s: got %q, want %q", route, got, want)
@@ -311,6 +343,16 @@ func TestReport(t *testing.T) {
 		}
 		if !strings.Contains(out, "distinct sessions: 1\n") {
 			t.Errorf("report: no line %q in\n%s", "distinct sessions: 1", out)
+		}
+	})
+
+	t.Run("retention and ready-after of zero or less are the defaults", func(t *testing.T) {
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--retention", "0", "--ready-after", "-1h")
+		if !strings.Contains(out, "no session request for "+fleet.DefaultReadyAfter.String()+"\n") {
+			t.Errorf("report --ready-after -1h: got\n%s\nwant the default %v", out, fleet.DefaultReadyAfter)
+		}
+		if got := tableRows(out)["/api/me"]; len(got) == 0 || got[0] != "dual" {
+			t.Errorf("report --retention 0: row /api/me got %q, want the counts", got)
 		}
 	})
 
@@ -322,12 +364,12 @@ func TestReport(t *testing.T) {
 			t.Errorf("report --since in the future: exit %d, want %d", r.code, exitUsage)
 		}
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", "1m")
-		var rep bridge.Report
+		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if rep.Totals.Session != 3 {
-			t.Errorf("report --since 1m: totals.session got %d, want 3", rep.Totals.Session)
+		if got := rep.Totals.Of(bridge.SourceSession); got != 3 {
+			t.Errorf("report --since 1m: totals.session got %d, want 3", got)
 		}
 	})
 
@@ -337,14 +379,49 @@ func TestReport(t *testing.T) {
 			t.Errorf("report with REDIS_URL: exit %d, want 0 and the routes; stderr %s", r.code, r.stderr)
 		}
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--prefix", "another-fleet")
-		var rep bridge.Report
+		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
 		}
-		if len(rep.Routes) != 0 || rep.Totals != (bridge.Totals{}) {
+		if len(rep.Routes) != 0 || rep.Totals != (fleet.Totals{}) {
 			t.Errorf("report --prefix another-fleet: got %d routes, totals %+v, want none", len(rep.Routes), rep.Totals)
 		}
 	})
+}
+
+// cellSep separates the cells of a tabwriter table (padding 2): a cell may
+// hold single spaces ("bearer_invalid 1, no_credentials 1").
+var cellSep = regexp.MustCompile(`\s{2,}`)
+
+// tableRows splits a table by its first cell: rows["/api/me"] are the
+// other cells of the line of /api/me.
+func tableRows(out string) map[string][]string {
+	rows := map[string][]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			cells := cellSep.Split(l, -1)
+			rows[cells[0]] = cells[1:]
+		}
+	}
+	return rows
+}
+
+// sourceCounts returns the counts of m.
+func sourceCounts(m map[bridge.Source]uint64) bridge.SourceCounts {
+	var c bridge.SourceCounts
+	for s, n := range m {
+		c.Add(s, n)
+	}
+	return c
+}
+
+// reasonCounts returns the counts of m.
+func reasonCounts(m map[bridge.Reason]uint64) bridge.ReasonCounts {
+	var c bridge.ReasonCounts
+	for r, n := range m {
+		c.Add(r, n)
+	}
+	return c
 }
 
 // decodeWithout decodes a JSON object and drops the named members.
@@ -361,13 +438,13 @@ func decodeWithout(t *testing.T, s string, drop ...string) map[string]any {
 }
 
 func TestMode(t *testing.T) {
-	e := newFleetEnv(t, func(c *bridge.Config) {
+	e := newFleetEnv(t, func(c *fleet.Config) {
 		c.ModeRefreshInterval = 50 * time.Millisecond
 		c.FlushInterval = 50 * time.Millisecond
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = e.b.Run(ctx) }()
+	go func() { defer close(done); _ = e.f.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	redisURL := e.srv.URL()
 	sess := e.sessionCookie(t)
@@ -456,14 +533,37 @@ func TestShare(t *testing.T) {
 		want string
 	}{
 		{bridge.SourceCounts{}, "-"},
-		{bridge.SourceCounts{Anonymous: 5, Rejected: 2}, "-"},
-		{bridge.SourceCounts{Session: 1}, "100.0%"},
-		{bridge.SourceCounts{Session: 1, JWTCookie: 1, JWTBearer: 1}, "33.3%"},
-		{bridge.SourceCounts{JWTBearer: 7}, "0.0%"},
+		{sourceCounts(map[bridge.Source]uint64{bridge.SourceAnonymous: 5, bridge.SourceRejected: 2}), "-"},
+		{sourceCounts(map[bridge.Source]uint64{bridge.SourceSession: 1}), "100.0%"},
+		{sourceCounts(map[bridge.Source]uint64{bridge.SourceSession: 1, bridge.SourceJWTCookie: 1, bridge.SourceJWTBearer: 1}), "33.3%"},
+		{sourceCounts(map[bridge.Source]uint64{bridge.SourceJWTBearer: 7}), "0.0%"},
 	}
 	for _, tt := range tests {
 		if got := share(tt.c); got != tt.want {
 			t.Errorf("share(%+v): got %q, want %q", tt.c, got, tt.want)
+		}
+	}
+}
+
+func TestTopReasons(t *testing.T) {
+	tests := []struct {
+		c    map[bridge.Reason]uint64
+		want string
+	}{
+		{nil, "-"},
+		{map[bridge.Reason]uint64{bridge.ReasonSessionUnknown: 1}, "session_unknown 1"},
+		{map[bridge.Reason]uint64{bridge.ReasonSessionUnknown: 1, bridge.ReasonBearerInvalid: 3}, "bearer_invalid 3, session_unknown 1"},
+		// Ties by name.
+		{map[bridge.Reason]uint64{bridge.ReasonNoCredentials: 2, bridge.ReasonBearerExpired: 2}, "bearer_expired 2, no_credentials 2"},
+		// The top three, then how many other reasons there were.
+		{map[bridge.Reason]uint64{
+			bridge.ReasonBearerInvalid: 1, bridge.ReasonCookieExpired: 9, bridge.ReasonSessionUnknown: 4,
+			bridge.ReasonCrossOrigin: 1, bridge.ReasonStoreUnavailable: 12,
+		}, "session_store_unavailable 12, jwt_cookie_expired 9, session_unknown 4, +2 more"},
+	}
+	for _, tt := range tests {
+		if got := topReasons(reasonCounts(tt.c)); got != tt.want {
+			t.Errorf("topReasons(%v): got %q, want %q", tt.c, got, tt.want)
 		}
 	}
 }
@@ -501,6 +601,8 @@ func TestUsage(t *testing.T) {
 		{"no redis", []string{"report"}, "pass --redis URL or set REDIS_URL"},
 		{"no redis for mode", []string{"mode", "list"}, "pass --redis URL or set REDIS_URL"},
 		{"bad scheme", []string{"report", "--redis", "http://127.0.0.1:6379"}, "unknown scheme"},
+		{"retention under an hour", []string{"report", "--retention", "30m", "--redis", redisURL}, "--retention 30m0s: shorter than an hour"},
+		{"prefix with braces", []string{"mode", "list", "--prefix", "{app}", "--redis", redisURL}, "must not contain braces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 )
 
 const modeUsageText = `Usage:
@@ -28,7 +29,7 @@ reset  drops the override: the instances return to their configured mode.
 
 Flags:
   --redis URL   Redis of the fleet (default $REDIS_URL)
-  --prefix P    key prefix of the fleet, as in Config.RedisPrefix (default "sessionbridge")
+  --prefix P    key prefix of the fleet, as in fleet.Config.Prefix (default "sessionbridge")
 `
 
 func runMode(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -64,7 +65,7 @@ func runMode(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if err != nil {
 		return fail(stderr, name, err, usage)
 	}
-	f, rdb, err := c.fleet(ctx, getenv)
+	f, rdb, err := c.fleet(ctx, getenv, fleet.Config{})
 	if err != nil {
 		return fail(stderr, name, err, usage)
 	}
@@ -107,7 +108,7 @@ func checkModeArgs(sub string, pos []string) error {
 }
 
 // modeList prints every route that has an override or a published mode.
-func modeList(ctx context.Context, f *bridge.Fleet, w io.Writer) error {
+func modeList(ctx context.Context, f *fleet.Fleet, w io.Writer) error {
 	overrides, err := f.Modes(ctx)
 	if err != nil {
 		return err
@@ -147,7 +148,7 @@ func modeList(ctx context.Context, f *bridge.Fleet, w io.Writer) error {
 
 // modeSet sets the override and says how to roll it back: reset when
 // there was none, set to the previous override otherwise.
-func modeSet(ctx context.Context, f *bridge.Fleet, route string, m bridge.Mode, prefix string, stdout, stderr io.Writer) error {
+func modeSet(ctx context.Context, f *fleet.Fleet, route string, m bridge.Mode, prefix string, stdout, stderr io.Writer) error {
 	overrides, err := f.Modes(ctx)
 	if err != nil {
 		return err
@@ -170,7 +171,7 @@ func modeSet(ctx context.Context, f *bridge.Fleet, route string, m bridge.Mode, 
 	} else if e := effective[route]; e != "" {
 		was = e
 	}
-	if prefix != bridge.DefaultRedisPrefix {
+	if prefix != fleet.DefaultPrefix {
 		rollback += " --prefix " + prefix
 	}
 	_, err = fmt.Fprintf(stdout, "%s: %s (was %s); instances apply it within their mode refresh interval (2s by default)\nroll back with: %s\n",
@@ -179,7 +180,7 @@ func modeSet(ctx context.Context, f *bridge.Fleet, route string, m bridge.Mode, 
 }
 
 // modeReset drops the override of route.
-func modeReset(ctx context.Context, f *bridge.Fleet, route string, w io.Writer) error {
+func modeReset(ctx context.Context, f *fleet.Fleet, route string, w io.Writer) error {
 	overrides, err := f.Modes(ctx)
 	if err != nil {
 		return err

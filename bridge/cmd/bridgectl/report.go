@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 )
 
 // reportOptions are the flags of bridgectl report.
@@ -29,14 +32,14 @@ func reportFlags(o *reportOptions) *flag.FlagSet {
 	o.conn.register(fs)
 	fs.StringVar(&o.since, "since", "", "start of the window: a `duration` back from now (24h) or an RFC 3339 time (default: the whole retention)")
 	fs.BoolVar(&o.json, "json", false, "print the JSON of /migration/report.json instead of the table")
-	fs.DurationVar(&o.retention, "retention", bridge.DefaultRetention, "the fleet's Config.Retention: the longest window")
-	fs.DurationVar(&o.readyAfter, "ready-after", bridge.DefaultReadyAfter, "the fleet's Config.ReadyAfter: how long a dual route must see no session to be ready")
+	fs.DurationVar(&o.retention, "retention", fleet.DefaultRetention, "the fleet's Config.Retention: the longest window")
+	fs.DurationVar(&o.readyAfter, "ready-after", fleet.DefaultReadyAfter, "the fleet's Config.ReadyAfter: how long a dual route must see no session to be ready")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: bridgectl report [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
 
 Prints the fleet-wide migration report: requests per route by credential,
-conversions, the share still authenticated by the legacy session, and the
-dual routes ready to switch to jwt.
+conversions, the share still authenticated by the legacy session, the dual
+routes ready to switch to jwt, and the top reasons credentials were refused.
 
 `)
 		fs.PrintDefaults()
@@ -60,17 +63,23 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err == nil {
 		since, err = parseSince(o.since, now)
 	}
+	if err == nil && o.retention > 0 && o.retention < time.Hour {
+		err = usagef("--retention %v: shorter than an hour, which no fleet keeps", o.retention)
+	}
 	if err != nil {
 		return fail(stderr, "report", err, usage)
 	}
-	f, rdb, err := o.fleet(ctx, getenv)
+	f, rdb, err := o.fleet(ctx, getenv, fleet.Config{
+		Retention:  positive(o.retention),
+		ReadyAfter: positive(o.readyAfter),
+		Now:        func() time.Time { return now }, // the window ends when the table says
+	})
 	if err != nil {
 		return fail(stderr, "report", err, usage)
 	}
 	defer rdb.Close()
-	f.Retention, f.ReadyAfter = o.retention, o.readyAfter
 
-	rep, err := f.Report(ctx, now, since, nil)
+	rep, err := f.Report(ctx, since)
 	if err != nil {
 		return fail(stderr, "report", redact(err, o.url), usage)
 	}
@@ -85,6 +94,16 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return fail(stderr, "report", err, usage)
 	}
 	return exitOK
+}
+
+// positive is d, or 0 (the fleet's default) when d is not positive:
+// --retention and --ready-after have always taken a value of zero or less
+// as the default.
+func positive(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d
 }
 
 // parseSince parses --since as the report handler parses ?since=: a
@@ -112,17 +131,17 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // writeReport prints rep as a table, its totals and the distinct
 // sessions.
-func writeReport(w io.Writer, rep *bridge.Report, now time.Time) error {
+func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY")
+	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY\tTOP_REJECTIONS")
 	for _, r := range rep.Routes {
 		ready := "-"
 		if r.ReadyToSwitch {
 			ready = "ready"
 		}
-		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready)
+		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready, topReasons(r.Rejections))
 	}
-	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted, "")
+	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted, "", "")
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -132,13 +151,14 @@ func writeReport(w io.Writer, rep *bridge.Report, now time.Time) error {
 }
 
 // row writes one line of the table; an empty ready ends the line at
-// SESSION_SHARE, unpadded.
-func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, ready string) {
+// SESSION_SHARE, unpadded (the TOTAL line).
+func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, ready, rejections string) {
 	if ready != "" {
-		ready = "\t" + ready
+		ready = "\t" + ready + "\t" + rejections
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
-		route, mode, c.Session, c.JWTCookie, c.JWTBearer, c.Anonymous, c.Rejected, converted, share(c), ready)
+		route, mode, c.Of(bridge.SourceSession), c.Of(bridge.SourceJWTCookie), c.Of(bridge.SourceJWTBearer),
+		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), converted, share(c), ready)
 }
 
 // share is the session share as a percentage, "-" when no request was
@@ -148,4 +168,43 @@ func share(c bridge.SourceCounts) string {
 		return "-"
 	}
 	return strconv.FormatFloat(100*c.SessionShare(), 'f', 1, 64) + "%"
+}
+
+// topRejections is how many reasons a route's TOP_REJECTIONS names, as
+// the dashboard's "Top rejections" does.
+const topRejections = 3
+
+// topReasons is the TOP_REJECTIONS cell: the most frequent reasons with
+// their counts, most frequent first (ties by name), then how many other
+// reasons there were: "bearer_invalid 3, session_unknown 1, +2 more";
+// "-" when no credential was refused.
+func topReasons(c bridge.ReasonCounts) string {
+	type reasonCount struct {
+		name string
+		n    uint64
+	}
+	var rs []reasonCount
+	for r, n := range c.All() {
+		rs = append(rs, reasonCount{r.String(), n})
+	}
+	if len(rs) == 0 {
+		return "-"
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].n != rs[j].n {
+			return rs[i].n > rs[j].n
+		}
+		return rs[i].name < rs[j].name
+	})
+	var b strings.Builder
+	for i, r := range rs[:min(len(rs), topRejections)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(r.name + " " + strconv.FormatUint(r.n, 10))
+	}
+	if more := len(rs) - topRejections; more > 0 {
+		b.WriteString(", +" + strconv.Itoa(more) + " more")
+	}
+	return b.String()
 }

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 )
 
 const sessionsUsageText = `Usage:
@@ -55,7 +57,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if err != nil {
 		return fail(stderr, "sessions count", err, usage)
 	}
-	f, rdb, err := c.fleet(ctx, getenv)
+	f, rdb, err := c.fleet(ctx, getenv, fleet.Config{})
 	if err != nil {
 		return fail(stderr, "sessions count", err, usage)
 	}

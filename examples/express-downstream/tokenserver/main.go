@@ -144,6 +144,7 @@ func run(ctx context.Context, out io.Writer) error {
 func mint(cfg bridge.Config) (string, error) {
 	store := sessions.NewCookieStore([]byte("tokenserver-session-hash-key-32-bytes+"))
 	cfg.Sessions = bridge.StoreSource(store, "session")
+	cfg.SIDKey = []byte("tokenserver-sid-key-at-least-32-bytes")
 	cfg.Routes = bridge.Routes{"/api/me": bridge.Dual}
 	b, err := bridge.New(cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -17,8 +16,11 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/bridgeprom"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/legacyapp"
 )
 
@@ -39,8 +41,16 @@ var publicRoutes = []string{
 	"/metrics", "/migration/report.json", "/migration/",
 }
 
-// bridgeConfig reads the BRIDGE_* environment into a bridge.Config.
-func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logger *slog.Logger) (bridge.Config, int, error) {
+// demoConfig is the bridge's configuration read from the environment.
+type demoConfig struct {
+	bridge  bridge.Config
+	fleet   fleet.Config
+	rollout int // percent of sessions converted on dual routes
+}
+
+// bridgeConfig reads the BRIDGE_* environment.
+func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logger *slog.Logger) (demoConfig, error) {
+	var fcfg fleet.Config
 	cfg := bridge.Config{
 		Issuer:       getenv("BRIDGE_ISSUER"),
 		Audience:     getenv("BRIDGE_AUDIENCE"),
@@ -63,13 +73,13 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 	if path := getenv("BRIDGE_SIGNING_KEY_FILE"); path != "" {
 		key, err := bridge.LoadKeyFile(path)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("BRIDGE_SIGNING_KEY_FILE: %w", err)
+			return demoConfig{}, fmt.Errorf("BRIDGE_SIGNING_KEY_FILE: %w", err)
 		}
 		cfg.SigningKey = key
 	} else {
 		key, err := bridge.GenerateKey()
 		if err != nil {
-			return cfg, 0, err
+			return demoConfig{}, err
 		}
 		cfg.SigningKey = key
 		logger.Warn("BRIDGE_SIGNING_KEY_FILE is not set: tokens are signed with an EPHEMERAL key; they die with this process and other instances refuse them. Set it to a PEM private key (EC P-256, Ed25519 or RSA) shared by the fleet")
@@ -78,27 +88,27 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 		for _, path := range strings.Split(s, ",") {
 			key, err := bridge.LoadKeyFile(strings.TrimSpace(path))
 			if err != nil {
-				return cfg, 0, fmt.Errorf("BRIDGE_VERIFICATION_KEY_FILES: %w", err)
+				return demoConfig{}, fmt.Errorf("BRIDGE_VERIFICATION_KEY_FILES: %w", err)
 			}
 			cfg.VerificationKeys = append(cfg.VerificationKeys, key)
 		}
 	}
 	trusted, err := trustedIssuers(getenv)
 	if err != nil {
-		return cfg, 0, err
+		return demoConfig{}, err
 	}
 	cfg.TrustedIssuers = trusted
 	if s := getenv("BRIDGE_DEFAULT_MODE"); s != "" {
 		m, err := bridge.ParseMode(s)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("BRIDGE_DEFAULT_MODE: %w", err)
+			return demoConfig{}, fmt.Errorf("BRIDGE_DEFAULT_MODE: %w", err)
 		}
 		cfg.DefaultMode = m
 	}
 	if s := getenv("BRIDGE_MODES"); s != "" {
 		routes, err := bridge.ParseRoutes(s)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("BRIDGE_MODES: %w", err)
+			return demoConfig{}, fmt.Errorf("BRIDGE_MODES: %w", err)
 		}
 		cfg.Routes = routes
 	}
@@ -106,30 +116,30 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 	if s := getenv("BRIDGE_ROLLOUT_PERCENT"); s != "" {
 		p, err := strconv.Atoi(s)
 		if err != nil || p < 0 || p > 100 {
-			return cfg, 0, fmt.Errorf("BRIDGE_ROLLOUT_PERCENT %q: want a whole number from 0 to 100", s)
+			return demoConfig{}, fmt.Errorf("BRIDGE_ROLLOUT_PERCENT %q: want a whole number from 0 to 100", s)
 		}
 		rollout = p
 	}
 	if s := getenv("BRIDGE_TOKEN_TTL"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return cfg, 0, fmt.Errorf("BRIDGE_TOKEN_TTL: %w", err)
+			return demoConfig{}, fmt.Errorf("BRIDGE_TOKEN_TTL: %w", err)
 		}
 		cfg.TokenTTL = d
 	}
 	if s := getenv("BRIDGE_FLUSH_INTERVAL"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return cfg, 0, fmt.Errorf("BRIDGE_FLUSH_INTERVAL %q: want a positive duration such as 5s", s)
+			return demoConfig{}, fmt.Errorf("BRIDGE_FLUSH_INTERVAL %q: want a positive duration such as 5s", s)
 		}
-		cfg.FlushInterval = d
+		fcfg.FlushInterval = d
 	}
 	switch s := getenv("BRIDGE_RETIRE_SESSIONS"); s {
 	case "", "0", "false":
 	case "1", "true":
 		cfg.RetireSessions = true
 	default:
-		return cfg, 0, fmt.Errorf("BRIDGE_RETIRE_SESSIONS %q: want 1 or unset", s)
+		return demoConfig{}, fmt.Errorf("BRIDGE_RETIRE_SESSIONS %q: want 1 or unset", s)
 	}
 	switch s := getenv("BRIDGE_INSECURE_COOKIES"); s {
 	case "", "0", "false":
@@ -137,36 +147,45 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 		cfg.InsecureDevCookies = true
 		logger.Warn("BRIDGE_INSECURE_COOKIES is set: JWT cookies are sent without Secure over plain http; development only")
 	default:
-		return cfg, 0, fmt.Errorf("BRIDGE_INSECURE_COOKIES %q: want 1 or unset", s)
+		return demoConfig{}, fmt.Errorf("BRIDGE_INSECURE_COOKIES %q: want 1 or unset", s)
 	}
-	return cfg, rollout, nil
+	return demoConfig{bridge: cfg, fleet: fcfg, rollout: rollout}, nil
 }
 
 // withBridge drops the bridge into the app's router: the middleware on
 // every route, the JSON API reading bridge.IdentityFrom, the JWKS, and a
-// logout that also clears and revokes the JWT.
-func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp func(legacyapp.Config) (*legacyapp.App, error), appCfg legacyapp.Config) (*bridge.Bridge, *mux.Router, error) {
+// logout that also clears and revokes the JWT. The fleet shares counts,
+// modes and revocations through rdb.
+func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, newApp func(legacyapp.Config) (*legacyapp.App, error), appCfg legacyapp.Config) (*bridge.Bridge, *fleet.Fleet, *mux.Router, error) {
+	cfg := d.bridge
 	cfg.Sessions = bridge.StoreSource(store, appCfg.SessionName)
 	var app *legacyapp.App
 	appCfg.CurrentUser = func(r *http.Request) (legacyapp.Principal, error) {
 		if id, ok := bridge.IdentityFrom(r.Context()); ok {
-			return legacyapp.Principal{UserID: id.Subject, Username: id.Name, Roles: id.Roles, Source: id.Source.String()}, nil
+			return legacyapp.Principal{UserID: id.Subject(), Username: id.Name(), Roles: id.Roles(), Source: id.Source().String()}, nil
 		}
 		// A route in legacy mode: the bridge only observed.
 		return app.SessionUser(r)
 	}
 	app, err := newApp(appCfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r := app.Router()
+	fcfg := d.fleet
+	fcfg.Redis = rdb
+	f, err := fleet.New(fcfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	cfg.Router = r
+	cfg.Fleet = f
 	b, err := bridge.New(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := b.SetRolloutPercent(rollout); err != nil {
-		return nil, nil, err
+	if err := b.SetRolloutPercent(d.rollout); err != nil {
+		return nil, nil, nil, err
 	}
 	r.Handle("/.well-known/jwks.json", b.JWKSHandler()).Methods(http.MethodGet, http.MethodHead).Name("jwks")
 	r.Handle("/auth/cookie", b.CookieExchangeHandler()).Name("auth_cookie")
@@ -174,13 +193,13 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 	// serves them to loopback clients only; in production put them
 	// behind admin authentication.
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(b.Collector()); err != nil {
-		return nil, nil, err
+	if err := reg.Register(bridgeprom.NewCollector(b, f)); err != nil {
+		return nil, nil, nil, err
 	}
 	r.Handle("/metrics", loopbackOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
-	r.Handle("/migration/report.json", loopbackOnly(b.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
-	r.Handle("/migration/", loopbackOnly(b.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
-	tokenCookie := cmp.Or(cfg.CookieName, bridge.DefaultCookieName)
+	r.Handle("/migration/report.json", loopbackOnly(f.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
+	r.Handle("/migration/", loopbackOnly(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
+	tokenCookie := b.Config().CookieName
 	login := r.Get("login")
 	appLogin := login.GetHandler()
 	login.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -201,7 +220,7 @@ func withBridge(cfg bridge.Config, rollout int, store sessions.Store, newApp fun
 		appLogout.ServeHTTP(w, r)
 	}))
 	r.Use(b.Middleware)
-	return b, r, nil
+	return b, f, r, nil
 }
 
 // loopbackOnly answers 403 to clients not on the loopback interface.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 	"github.com/sessionbridge/sessionbridge/legacyapp/traffic"
 )
@@ -72,15 +73,17 @@ func TestLoad(t *testing.T) {
 	}
 
 	// The fleet counts, after the final flush at shutdown.
-	fleet := bridge.Fleet{Redis: srv.Client()}
-	rep, err := fleet.Report(context.Background(), time.Now(), time.Time{}, nil)
+	fl, err := fleet.New(fleet.Config{Redis: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := fl.Report(context.Background(), time.Time{})
 	if err != nil {
 		t.Fatalf("report: %v", err)
 	}
 	got := map[string]uint64{}
 	for _, r := range rep.Routes {
-		c := r.Counts
-		got[r.Route] = c.Session + c.JWTCookie + c.JWTBearer + c.Anonymous + c.Rejected
+		got[r.Route] = r.Counts.Total()
 	}
 	for route, n := range tally.Routes {
 		if got[route] != uint64(n) {
@@ -93,10 +96,10 @@ func TestLoad(t *testing.T) {
 		got  uint64
 		want int
 	}{
-		{"session + jwt_cookie", tt.Session + tt.JWTCookie, tally.Expected["session_or_jwt_cookie"]},
-		{"jwt_bearer", tt.JWTBearer, tally.Expected["jwt_bearer"]},
-		{"anonymous", tt.Anonymous, tally.Expected["anonymous"]},
-		{"rejected", tt.Rejected, tally.Expected["rejected"]},
+		{"session + jwt_cookie", tt.Of(bridge.SourceSession) + tt.Of(bridge.SourceJWTCookie), tally.Expected["session_or_jwt_cookie"]},
+		{"jwt_bearer", tt.Of(bridge.SourceJWTBearer), tally.Expected["jwt_bearer"]},
+		{"anonymous", tt.Of(bridge.SourceAnonymous), tally.Expected["anonymous"]},
+		{"rejected", tt.Of(bridge.SourceRejected), tally.Expected["rejected"]},
 	}
 	for _, c := range checks {
 		if c.got != uint64(c.want) {
@@ -104,7 +107,8 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	t.Logf("fleet totals: session %d, jwt_cookie %d, jwt_bearer %d, anonymous %d, rejected %d, converted %d",
-		tt.Session, tt.JWTCookie, tt.JWTBearer, tt.Anonymous, tt.Rejected, tt.Converted)
+		tt.Of(bridge.SourceSession), tt.Of(bridge.SourceJWTCookie), tt.Of(bridge.SourceJWTBearer),
+		tt.Of(bridge.SourceAnonymous), tt.Of(bridge.SourceRejected), tt.Converted)
 
 	// Goroutines and heap back to baseline.
 	deadline := time.Now().Add(10 * time.Second)

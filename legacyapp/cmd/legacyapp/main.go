@@ -113,17 +113,19 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		}
 		handler = app.Router()
 	} else {
-		cfg, rollout, err := bridgeConfig(getenv, addr, hashKey, logger)
+		d, err := bridgeConfig(getenv, addr, hashKey, logger)
 		if err != nil {
 			return err
 		}
-		cfg.Redis = rdb
-		b, r, err := withBridge(cfg, rollout, store, legacyapp.New, appCfg)
+		b, f, r, err := withBridge(d, rdb, store, legacyapp.New, appCfg)
 		if err != nil {
 			return err
 		}
-		defer b.Close()
+		// Deferred: runs after srv.Shutdown, so that the final flush
+		// counts every request served.
+		defer f.Close()
 		go func() { _ = b.Run(ctx) }()
+		go func() { _ = f.Run(ctx) }()
 		handler = r
 	}
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 	"github.com/sessionbridge/sessionbridge/legacyapp/traffic"
 )
@@ -100,14 +101,16 @@ func TestRehearsal(t *testing.T) {
 		}
 	}
 
-	fleet := bridge.Fleet{Redis: srv.Client()}
-	rep, err := fleet.Report(ctx, time.Now(), time.Time{}, nil)
+	fl, err := fleet.New(fleet.Config{Redis: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := fl.Report(ctx, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rep.Routes {
-		c := r.Counts
-		got := c.Session + c.JWTCookie + c.JWTBearer + c.Anonymous + c.Rejected
+		got := r.Counts.Total()
 		if got != uint64(sent[r.Route]) {
 			t.Errorf("route %s: fleet count %d, sent %d", r.Route, got, sent[r.Route])
 		}
@@ -116,12 +119,13 @@ func TestRehearsal(t *testing.T) {
 	for r, n := range sent {
 		t.Errorf("route %s: sent %d, absent from the fleet report", r, n)
 	}
-	n, err := fleet.CountSessions(ctx, "session_")
+	n, err := fl.CountSessions(ctx, "session_")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("fleet: session %d, jwt_cookie %d, jwt_bearer %d, converted %d, retired %d; legacy sessions left %d",
-		rep.Totals.Session, rep.Totals.JWTCookie, rep.Totals.JWTBearer, rep.Totals.Converted, rep.Totals.Retired, n)
+		rep.Totals.Of(bridge.SourceSession), rep.Totals.Of(bridge.SourceJWTCookie), rep.Totals.Of(bridge.SourceJWTBearer),
+		rep.Totals.Converted, rep.Totals.Retired, n)
 	if n != 0 {
 		t.Errorf("legacy sessions left in Redis after retirement: %d, want 0", n)
 	}

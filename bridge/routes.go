@@ -87,14 +87,17 @@ func (t *routeTable) add(tmpl string) int {
 	return n
 }
 
-// lookup returns the index of r's mux route.
+// lookup returns the index of r's route: its gorilla/mux path template,
+// or else the net/http.ServeMux pattern that matched it.
 func (t *routeTable) lookup(r *http.Request) int {
-	route := mux.CurrentRoute(r)
-	if route == nil {
-		return idxUnmatched
+	tmpl := r.Pattern
+	if route := mux.CurrentRoute(r); route != nil {
+		var err error
+		if tmpl, err = route.GetPathTemplate(); err != nil {
+			return idxUnmatched
+		}
 	}
-	tmpl, err := route.GetPathTemplate()
-	if err != nil {
+	if tmpl == "" {
 		return idxUnmatched
 	}
 	if i, ok := (*t.index.Load())[tmpl]; ok {
@@ -118,70 +121,4 @@ func (t *routeTable) walk(router *mux.Router) {
 		}
 		return nil
 	})
-}
-
-// counters are the in-process counts, one atomic per (route, mode,
-// source), per route for conversions and per (route, reason).
-type counters struct {
-	requests    [MaxRoutes * int(numModes) * int(numSources)]atomic.Uint64
-	conversions [MaxRoutes]atomic.Uint64
-	retired     [MaxRoutes]atomic.Uint64
-	rejections  [MaxRoutes * int(numReasons)]atomic.Uint64
-}
-
-func (c *counters) request(route int, m Mode, s Source) {
-	c.requests[(route*int(numModes)+int(m))*int(numSources)+int(s)].Add(1)
-}
-
-func (c *counters) reject(route int, r Reason) {
-	c.rejections[route*int(numReasons)+int(r)].Add(1)
-}
-
-// RouteCounts are the counts of one route since start.
-type RouteCounts struct {
-	Route string
-	// Mode is the route's current mode.
-	Mode Mode
-	// Requests counts requests per mode they were served in and source.
-	Requests [numModes][numSources]uint64
-	// Conversions counts sessions converted into JWT cookies.
-	Conversions uint64
-	// Retired counts converted sessions deleted (Config.RetireSessions).
-	Retired uint64
-	// Rejections counts refused credentials per reason.
-	Rejections [numReasons]uint64
-}
-
-// BySource sums the requests of all modes per source.
-func (rc RouteCounts) BySource() [numSources]uint64 {
-	var out [numSources]uint64
-	for m := range rc.Requests {
-		for s, n := range rc.Requests[m] {
-			out[s] += n
-		}
-	}
-	return out
-}
-
-// Snapshot returns the in-process counts of every route known so far, in
-// the order routes were registered.
-func (b *Bridge) Snapshot() []RouteCounts {
-	t, c := b.routes, b.counters
-	n := int(t.n.Load())
-	out := make([]RouteCounts, n)
-	for i := 0; i < n; i++ {
-		rc := &out[i]
-		rc.Route, rc.Mode = t.names[i], t.mode(i)
-		for m := 0; m < int(numModes); m++ {
-			for s := 0; s < int(numSources); s++ {
-				rc.Requests[m][s] = c.requests[(i*int(numModes)+m)*int(numSources)+s].Load()
-			}
-		}
-		rc.Conversions = c.conversions[i].Load()
-		rc.Retired = c.retired[i].Load()
-		for r := 0; r < int(numReasons); r++ {
-			rc.Rejections[r] = c.rejections[i*int(numReasons)+r].Load()
-		}
-	}
-	return out
 }

@@ -1,7 +1,15 @@
-package bridge
+// Package bridgeprom exports the counts of a sessionbridge Bridge, and the
+// health of its fleet's counter flush, to Prometheus. It is the only
+// package of the library that imports client_golang.
+//
+//	reg.MustRegister(bridgeprom.NewCollector(b, f)) // f may be nil
+package bridgeprom
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 )
 
 var (
@@ -28,22 +36,29 @@ var (
 		[]string{"kind"}, nil)
 )
 
-// Collector returns a Prometheus collector that reads the bridge's
-// counters at scrape time: sessionbridge_requests_total{route,mode,source},
-// sessionbridge_conversions_total{route},
-// sessionbridge_rejections_total{route,reason}, and the health of the fleet
-// flush. Config.Registerer registers it in New; use this to register it
-// elsewhere.
-func (b *Bridge) Collector() prometheus.Collector { return collector{b} }
+// NewCollector returns a Prometheus collector that reads b's counters at
+// scrape time: sessionbridge_requests_total{route,mode,source},
+// sessionbridge_conversions_total{route}, sessionbridge_retired_total{route}
+// and sessionbridge_rejections_total{route,reason}; with f, which may be
+// nil, also the health of the fleet's counter flush
+// (sessionbridge_flushed_requests_total, sessionbridge_flush_errors_total,
+// sessionbridge_flush_pending_requests,
+// sessionbridge_flush_dropped_total{kind}).
+func NewCollector(b *bridge.Bridge, f *fleet.Fleet) prometheus.Collector {
+	return collector{b, f}
+}
 
-type collector struct{ b *Bridge }
+type collector struct {
+	b *bridge.Bridge
+	f *fleet.Fleet
+}
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRequests
 	ch <- descConversions
 	ch <- descRetired
 	ch <- descRejections
-	if c.b.flusher != nil {
+	if c.f != nil {
 		ch <- descFlushed
 		ch <- descFlushErrors
 		ch <- descFlushPending
@@ -53,13 +68,12 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, rc := range c.b.Snapshot() {
-		for m := range rc.Requests {
-			for s, n := range rc.Requests[m] {
-				if n == 0 {
-					continue
+		for m, sc := range rc.ByMode() {
+			for s, n := range sc.All() {
+				if n > 0 {
+					ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n),
+						rc.Route, m.String(), s.String())
 				}
-				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n),
-					rc.Route, Mode(m).String(), Source(s).String())
 			}
 		}
 		if rc.Conversions > 0 {
@@ -68,19 +82,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if rc.Retired > 0 {
 			ch <- prometheus.MustNewConstMetric(descRetired, prometheus.CounterValue, float64(rc.Retired), rc.Route)
 		}
-		for r, n := range rc.Rejections {
-			if n > 0 {
-				ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(n), rc.Route, Reason(r).String())
-			}
+		for r, n := range rc.Rejections.All() {
+			ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(n), rc.Route, r.String())
 		}
 	}
-	f := c.b.flusher
-	if f == nil {
+	if c.f == nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(descFlushed, prometheus.CounterValue, float64(f.flushed.Load()))
-	ch <- prometheus.MustNewConstMetric(descFlushErrors, prometheus.CounterValue, float64(f.errors.Load()))
-	ch <- prometheus.MustNewConstMetric(descFlushPending, prometheus.GaugeValue, float64(f.pendingCount.Load()))
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(f.droppedSIDs.Load()), "session_hash")
-	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(f.lostOnClose.Load()), "request")
+	st := c.f.Stats()
+	ch <- prometheus.MustNewConstMetric(descFlushed, prometheus.CounterValue, float64(st.Flushed))
+	ch <- prometheus.MustNewConstMetric(descFlushErrors, prometheus.CounterValue, float64(st.Errors))
+	ch <- prometheus.MustNewConstMetric(descFlushPending, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.DroppedSessionHashes), "session_hash")
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.LostOnClose), "request")
 }

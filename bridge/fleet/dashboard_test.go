@@ -1,4 +1,4 @@
-package bridge
+package fleet
 
 import (
 	"context"
@@ -17,32 +17,39 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
 
-// dashboardRoutes are the routes of the dashboard tests.
-var dashboardRoutes = Routes{
-	"/api/me":          Dual,
-	"/api/orders":      JWT,
-	"/api/orders/{id}": Dual,
-	"/profile":         Legacy,
+// ftDashboardRoutes are the routes of the dashboard tests.
+var ftDashboardRoutes = bridge.Routes{
+	"/api/me":          bridge.Dual,
+	"/api/orders":      bridge.JWT,
+	"/api/orders/{id}": bridge.Dual,
+	"/profile":         bridge.Legacy,
 }
 
-// newDashboardApp returns a Bridge on a real redis-server, reading
-// sessions from a gorilla CookieStore, with Now on clock, behind a mux
-// router with dashboardRoutes.
-func newDashboardApp(t *testing.T, clock *testClock) (*Bridge, *sessions.CookieStore, *httptest.Server) {
+// ftNewDashboardApp returns a Fleet on a real redis-server and the Bridge
+// it serves (with its signing key), reading sessions from a gorilla
+// CookieStore, with Now on clock, behind a mux router with
+// ftDashboardRoutes.
+func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.Bridge, *bridgetest.Key, *sessions.CookieStore, *httptest.Server) {
 	t.Helper()
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(testHashKey)
-	router := mux.NewRouter()
-	for tmpl := range dashboardRoutes {
-		router.HandleFunc(tmpl, identityHandler)
+	f, err := New(Config{Redis: srv.Client()})
+	if err != nil {
+		t.Fatalf("fleet.New: %v", err)
 	}
-	b := newTestBridge(t, func(c *Config) {
-		c.Redis = srv.Client()
-		c.Sessions = StoreSource(store, testSessionName)
-		c.Routes = dashboardRoutes
+	store := sessions.NewCookieStore(bridgetest.HashKey)
+	router := mux.NewRouter()
+	for tmpl := range ftDashboardRoutes {
+		router.HandleFunc(tmpl, bridgetest.IdentityHandler)
+	}
+	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
+		c.Fleet = f
+		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
+		c.Routes = ftDashboardRoutes
 		c.Router = router
 		c.InsecureDevCookies = true
 		c.Now = clock.Now
@@ -50,11 +57,11 @@ func newDashboardApp(t *testing.T, clock *testClock) (*Bridge, *sessions.CookieS
 	router.Use(b.Middleware)
 	app := httptest.NewServer(router)
 	t.Cleanup(app.Close)
-	return b, store, app
+	return f, b, key, store, app
 }
 
-// dashboardPage is what the browser reads off the dashboard.
-type dashboardPage struct {
+// ftDashboardPage is what the browser reads off the dashboard.
+type ftDashboardPage struct {
 	Title      string            `json:"title"`
 	Totals     map[string]string `json:"totals"`
 	FleetShare string            `json:"fleetShare"`
@@ -83,7 +90,8 @@ type dashboardPage struct {
 	} `json:"rows"`
 }
 
-const dashboardProbe = `(() => {
+// ftDashboardProbe reads ftDashboardPage off the page.
+const ftDashboardProbe = `(() => {
   const text = (el) => el ? el.textContent.trim() : "";
   const rows = [...document.querySelectorAll("tr.route")].map((tr) => {
     const bar = tr.querySelector(".bar"), track = tr.querySelector(".track");
@@ -116,6 +124,18 @@ const dashboardProbe = `(() => {
   };
 })()`
 
+// TestDashboardBrowser renders the dashboard in headless Chromium and
+// reads it as a user sees it: totals, per route the mode, counts, share
+// bar, conversions, rejections, ready hint and hourly trend, with the
+// inline CSS applied under the strict CSP. Chromium is required: a missing
+// one fails the test (never a skip), in CI and elsewhere.
+//
+// It takes a screenshot; with SCREENSHOT_DIR set it also writes
+// dashboard.png there. A relative SCREENSHOT_DIR is relative to this
+// package's directory (bridge/fleet), so the README's docs/dashboard.png
+// is regenerated with
+//
+//	SCREENSHOT_DIR=../../docs go test -run '^TestDashboardBrowser$' ./bridge/fleet/
 func TestDashboardBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -127,20 +147,21 @@ func TestDashboardBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	clock := newTestClock()
+	clock := bridgetest.NewClock()
 	clock.Advance(-5 * time.Hour)
-	b, store, app := newDashboardApp(t, clock)
-	session, _ := saveSession(t, store, testUser("1"))
+	f, b, key, store, app := ftNewDashboardApp(t, clock)
+	session, _ := bridgetest.SaveSession(t, store, bridgetest.User("1"))
 	c := app.Client()
+	mint := func(sub string) string { return key.Mint(t, b, sub, nil) }
 	get := func(path string, want int, hdr http.Header, cookies ...*http.Cookie) {
 		t.Helper()
-		if resp := do(t, c, http.MethodGet, app.URL+path, hdr, cookies...); resp.StatusCode != want {
+		if resp := bridgetest.Do(t, c, http.MethodGet, app.URL+path, hdr, cookies...); resp.StatusCode != want {
 			t.Fatalf("GET %s: got %v, want %v (%s)", path, resp.StatusCode, want, resp.Body)
 		}
 	}
 	flush := func() {
 		t.Helper()
-		if err := b.Flush(ctx); err != nil {
+		if err := f.Flush(ctx); err != nil {
 			t.Fatalf("Flush: %v", err)
 		}
 	}
@@ -156,23 +177,23 @@ func TestDashboardBrowser(t *testing.T) {
 	// Three hours ago: clients moving to JWTs.
 	clock.Advance(2 * time.Hour)
 	get("/api/me", 200, nil, session)
-	get("/api/me", 200, nil, &http.Cookie{Name: b.cfg.CookieName, Value: mintTestToken(t, b, "1", nil)})
-	get("/api/me", 200, bearer(mintTestToken(t, b, "1", nil)))
+	get("/api/me", 200, nil, &http.Cookie{Name: b.Config().CookieName, Value: mint("1")})
+	get("/api/me", 200, bridgetest.Bearer(mint("1")))
 	get("/api/me", 401, nil)
-	get("/api/orders", 200, bearer(mintTestToken(t, b, "1", nil)))
-	get("/api/orders", 200, bearer(mintTestToken(t, b, "2", nil)))
+	get("/api/orders", 200, bridgetest.Bearer(mint("1")))
+	get("/api/orders", 200, bridgetest.Bearer(mint("2")))
 	get("/api/orders", 401, nil, session)
-	get("/api/orders", 401, bearer("not-a-token"))
-	get("/api/orders/7", 200, bearer(mintTestToken(t, b, "1", nil)))
-	get("/api/orders/8", 200, bearer(mintTestToken(t, b, "2", nil)))
+	get("/api/orders", 401, bridgetest.Bearer("not-a-token"))
+	get("/api/orders/7", 200, bridgetest.Bearer(mint("1")))
+	get("/api/orders/8", 200, bridgetest.Bearer(mint("2")))
 	flush()
 
 	// Now.
 	clock.Advance(3 * time.Hour)
-	get("/api/orders/9", 200, bearer(mintTestToken(t, b, "1", nil)))
+	get("/api/orders/9", 200, bridgetest.Bearer(mint("1")))
 	flush()
 
-	dash := httptest.NewServer(b.DashboardHandler())
+	dash := httptest.NewServer(f.DashboardHandler())
 	defer dash.Close()
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
@@ -203,7 +224,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS("table#routes"))); err != nil {
 		t.Fatalf("wait for the table: %v", err)
 	}
-	page, err := chromedp.Run(browser, chromedp.Evaluate[dashboardPage](dashboardProbe))
+	page, err := chromedp.Run(browser, chromedp.Evaluate[ftDashboardPage](ftDashboardProbe))
 	if err != nil {
 		t.Fatalf("read the page: %v", err)
 	}
@@ -305,6 +326,11 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Errorf("route %s missing from the dashboard", route)
 	}
 
+	// The screenshot the README shows is docs/dashboard.png, two levels
+	// up from this package: the path SCREENSHOT_DIR=../../docs writes.
+	if _, err := os.Stat(filepath.Join("..", "..", "docs", "dashboard.png")); err != nil {
+		t.Errorf("the README's screenshot, relative to bridge/fleet: %v", err)
+	}
 	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -327,16 +353,15 @@ func TestDashboardBrowser(t *testing.T) {
 func TestDashboardEscapesRoutes(t *testing.T) {
 	const evil = `/x/<script>alert(1)</script>/"onmouseover="alert(2)`
 	srv := redistest.New(t)
-	b := newTestBridge(t, func(c *Config) {
-		c.Redis = srv.Client()
-		c.Routes = Routes{evil: Dual}
+	f, _ := ftNewFleetBridge(t, srv.Client(), nil, func(c *bridge.Config) {
+		c.Routes = bridge.Routes{evil: bridge.Dual}
 	})
 	w := httptest.NewRecorder()
-	b.DashboardHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/migration/", nil))
+	f.DashboardHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/migration/", nil))
 	if w.Code != http.StatusOK {
 		t.Fatalf("status: got %v, want %v: %s", w.Code, http.StatusOK, w.Body)
 	}
-	checkDashboardHeaders(t, w)
+	ftCheckDashboardHeaders(t, w)
 	body := w.Body.String()
 	for _, bad := range []string{"<script>", `"onmouseover="`} {
 		if strings.Contains(body, bad) {
@@ -351,36 +376,45 @@ func TestDashboardEscapesRoutes(t *testing.T) {
 	}
 }
 
+// TestDashboardErrors: Redis down (for a Fleet serving a Bridge or not),
+// a bad ?since= and a POST answer a short HTML error page under the same
+// headers. (A Fleet without Redis, the old "no redis" case, cannot be
+// built: fleet.New refuses it.)
 func TestDashboardErrors(t *testing.T) {
 	up := redistest.New(t)
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = down.Close() })
 	tests := []struct {
-		name     string
-		rdb      redis.UniversalClient
-		method   string
-		target   string
-		status   int
-		wantBody string
+		name       string
+		rdb        redis.UniversalClient
+		unattached bool
+		method     string
+		target     string
+		status     int
+		wantBody   string
 	}{
-		{"redis down", down, http.MethodGet, "/migration/", http.StatusServiceUnavailable, "Redis did not answer"},
-		{"no redis", nil, http.MethodGet, "/migration/", http.StatusServiceUnavailable, "Redis did not answer"},
-		{"bad since", up.Client(), http.MethodGet, "/migration/?since=%3Cb%3Eyesterday", http.StatusBadRequest, "&lt;b&gt;yesterday"},
-		{"post", up.Client(), http.MethodPost, "/migration/", http.StatusMethodNotAllowed, "Use GET."},
+		{"redis down", down, false, http.MethodGet, "/migration/", http.StatusServiceUnavailable, "Redis did not answer"},
+		{"redis down, unattached", down, true, http.MethodGet, "/migration/", http.StatusServiceUnavailable, "Redis did not answer"},
+		{"bad since", up.Client(), false, http.MethodGet, "/migration/?since=%3Cb%3Eyesterday", http.StatusBadRequest, "&lt;b&gt;yesterday"},
+		{"post", up.Client(), false, http.MethodPost, "/migration/", http.StatusMethodNotAllowed, "Use GET."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newTestBridge(t, func(c *Config) {
-				if tt.rdb != nil {
-					c.Redis = tt.rdb
+			var f *Fleet
+			if tt.unattached {
+				var err error
+				if f, err = New(Config{Redis: tt.rdb}); err != nil {
+					t.Fatal(err)
 				}
-			})
+			} else {
+				f, _ = ftNewFleetBridge(t, tt.rdb, nil, nil)
+			}
 			w := httptest.NewRecorder()
-			b.DashboardHandler().ServeHTTP(w, httptest.NewRequest(tt.method, tt.target, nil))
+			f.DashboardHandler().ServeHTTP(w, httptest.NewRequest(tt.method, tt.target, nil))
 			if w.Code != tt.status {
 				t.Fatalf("status: got %v, want %v", w.Code, tt.status)
 			}
-			checkDashboardHeaders(t, w)
+			ftCheckDashboardHeaders(t, w)
 			if body := w.Body.String(); !strings.Contains(body, tt.wantBody) || !strings.Contains(body, `id="error"`) {
 				t.Errorf("body: got %q, want an error page containing %q", body, tt.wantBody)
 			}
@@ -388,7 +422,7 @@ func TestDashboardErrors(t *testing.T) {
 	}
 }
 
-func checkDashboardHeaders(t *testing.T, w *httptest.ResponseRecorder) {
+func ftCheckDashboardHeaders(t *testing.T, w *httptest.ResponseRecorder) {
 	t.Helper()
 	for k, want := range map[string]string{
 		"Content-Type":            "text/html; charset=utf-8",

@@ -1,9 +1,9 @@
-// Tests of the authorize-cookie exchange (exchange.go): POST /auth/cookie
-// with a bearer token sets exactly that verified token as the JWT cookie.
+// Tests of the authorize-cookie exchange (cookieexchange.go): POST
+// /auth/cookie with a bearer token sets exactly that verified token as the
+// JWT cookie.
 package bridge
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -72,7 +72,7 @@ func checkTokenCookie(t *testing.T, b *Bridge, rec *httptest.ResponseRecorder, t
 	}
 }
 
-func TestExchange(t *testing.T) {
+func TestCookieExchange(t *testing.T) {
 	ec := idpECKey(t, 0, "ec-1")
 	idp := newFakeIdP(t, ec)
 	ti := idpTrusted(idp, func(ti *TrustedIssuer) { ti.RefreshInterval = time.Hour })
@@ -99,9 +99,7 @@ func TestExchange(t *testing.T) {
 	})
 	wrongAud := mintTestToken(t, b, "alice", func(c *Claims) { c.Audience = jwt.ClaimStrings{"other"} })
 	revoked := mintTestToken(t, b, "alice", func(c *Claims) { c.ID = "xch-revoked" })
-	if err := b.revoke(context.Background(), revocation{kind: "jti", id: "xch-revoked", until: time.Now().Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	b.Deny(Revocation{JTI: "xch-revoked", Until: time.Now().Add(time.Hour)})
 	form := url.Values{"id_token": {valid}, "access_token": {valid}, "token": {valid}}.Encode()
 	jsonBody, _ := json.Marshal(map[string]string{"id_token": valid, "access_token": valid, "token": valid})
 
@@ -229,9 +227,9 @@ func hdrWith(h http.Header, k, v string) http.Header {
 	return h
 }
 
-// TestExchangeCookieSettings: the cookie follows the configured name and
-// SameSite; the dev switch drops Secure.
-func TestExchangeCookieSettings(t *testing.T) {
+// TestCookieExchangeCookieSettings: the cookie follows the configured name
+// and SameSite; the dev switch drops Secure.
+func TestCookieExchangeCookieSettings(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mod  func(*Config)
@@ -259,10 +257,10 @@ func TestExchangeCookieSettings(t *testing.T) {
 	}
 }
 
-// TestExchangeEndToEnd: a browser-like client (cookie jar, TLS) exchanges
-// its bearer token for the cookie, is then authenticated by the cookie
-// alone on a jwt route, and DELETE logs the cookie out.
-func TestExchangeEndToEnd(t *testing.T) {
+// TestCookieExchangeEndToEnd: a browser-like client (cookie jar, TLS)
+// exchanges its bearer token for the cookie, is then authenticated by the
+// cookie alone on a jwt route, and DELETE logs the cookie out.
+func TestCookieExchangeEndToEnd(t *testing.T) {
 	b := newTestBridge(t, func(c *Config) { c.Routes = testRoutes })
 	router := newTestRouter(nil)
 	router.Handle("/auth/cookie", b.CookieExchangeHandler())

@@ -41,6 +41,21 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("bridge: unknown mode %q (want legacy, dual or jwt)", s)
 }
 
+// CheckRouteMode reports whether route can be given mode m: m must be a
+// mode, and route a route label (a mux path template or a ServeMux
+// pattern, such as "/api/orders/{id}" or "GET /api/me", or
+// RouteUnmatched). Bridge.SetMode and the fleet's run-time modes both
+// check with it.
+func CheckRouteMode(route string, m Mode) error {
+	if m >= numModes {
+		return fmt.Errorf("bridge: invalid mode %v", m)
+	}
+	if route == RouteUnmatched || strings.Contains(route, "/") {
+		return nil
+	}
+	return fmt.Errorf("bridge: route %q: want a mux path template such as /api/me", route)
+}
+
 // Routes maps gorilla/mux path templates (such as "/api/orders/{id}") to
 // their mode.
 type Routes map[string]Mode
@@ -70,44 +85,4 @@ func ParseRoutes(s string) (Routes, error) {
 		routes[tmpl] = m
 	}
 	return routes, nil
-}
-
-// Reason is why a credential was refused (or, for SubjectMismatch, why a
-// request was noted). Reasons are the label values of the rejection
-// counters.
-type Reason uint8
-
-// Reasons.
-const (
-	ReasonBearerInvalid      Reason = iota // bearer token malformed, forged or with wrong claims
-	ReasonBearerExpired                    // bearer token past exp
-	ReasonBearerRevoked                    // bearer token logged out
-	ReasonCookieInvalid                    // JWT cookie malformed, forged or with wrong claims
-	ReasonCookieExpired                    // JWT cookie past exp
-	ReasonCookieRevoked                    // JWT cookie logged out
-	ReasonSessionInvalid                   // legacy cookie fails verification
-	ReasonSessionUnknown                   // legacy cookie names no live session
-	ReasonSessionUndecodable               // stored session values cannot be decoded
-	ReasonSessionOnJWT                     // a session on a jwt route
-	ReasonStoreUnavailable                 // the session store did not answer
-	ReasonCrossOrigin                      // CSRF check failed
-	ReasonNoCredentials                    // nothing presented on a dual or jwt route
-	ReasonSubjectMismatch                  // bearer and cookie name different subjects (bearer wins)
-	numReasons
-)
-
-var reasonNames = [numReasons]string{
-	"bearer_invalid", "bearer_expired", "bearer_revoked",
-	"jwt_cookie_invalid", "jwt_cookie_expired", "jwt_cookie_revoked",
-	"session_invalid", "session_unknown", "session_undecodable", "session_on_jwt_route",
-	"session_store_unavailable", "cross_origin", "no_credentials",
-	"subject_mismatch",
-}
-
-// String returns the reason's label, such as session_unknown.
-func (r Reason) String() string {
-	if r < numReasons {
-		return reasonNames[r]
-	}
-	return "unknown"
 }

@@ -1,4 +1,4 @@
-package bridge
+package fleet
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // master.
 func (f *Fleet) CountSessions(ctx context.Context, keyPrefix string) (int64, error) {
 	if keyPrefix == "" {
-		return 0, fmt.Errorf("bridge: CountSessions: empty key prefix would count every key")
+		return 0, fmt.Errorf("fleet: CountSessions: empty key prefix would count every key")
 	}
 	match := escapeGlob(keyPrefix) + "*"
 	count := func(ctx context.Context, c redis.Cmdable) (int64, error) {
@@ -26,7 +26,7 @@ func (f *Fleet) CountSessions(ctx context.Context, keyPrefix string) (int64, err
 		}
 		return n, iter.Err()
 	}
-	if cc, ok := f.Redis.(*redis.ClusterClient); ok {
+	if cc, ok := f.cfg.Redis.(*redis.ClusterClient); ok {
 		// ForEachMaster runs fn on every master at once: sum atomically
 		// (a buffered channel drained afterwards would block the callbacks
 		// of a cluster with more masters than its capacity, and with them
@@ -38,13 +38,13 @@ func (f *Fleet) CountSessions(ctx context.Context, keyPrefix string) (int64, err
 			return err
 		})
 		if err != nil {
-			return 0, fmt.Errorf("bridge: count sessions: %w", err)
+			return 0, fmt.Errorf("fleet: count sessions: %w", err)
 		}
 		return total.Load(), nil
 	}
-	n, err := count(ctx, f.Redis)
+	n, err := count(ctx, f.cfg.Redis)
 	if err != nil {
-		return 0, fmt.Errorf("bridge: count sessions: %w", err)
+		return 0, fmt.Errorf("fleet: count sessions: %w", err)
 	}
 	return n, nil
 }

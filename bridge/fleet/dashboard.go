@@ -1,4 +1,4 @@
-package bridge
+package fleet
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
 )
 
 //go:embed templates/dashboard.html
@@ -38,7 +40,7 @@ const (
 // hint. ?since= narrows the window as in ReportHandler. The page has no
 // script and is served with a strict Content-Security-Policy. Mount it
 // behind admin authentication in production.
-func (b *Bridge) DashboardHandler() http.Handler {
+func (f *Fleet) DashboardHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", dashboardCSP)
@@ -49,14 +51,14 @@ func (b *Bridge) DashboardHandler() http.Handler {
 			writeDashboardError(w, r, http.StatusMethodNotAllowed, "Use GET.")
 			return
 		}
-		since, err := sinceParam(r, b.cfg.Now())
+		since, err := sinceParam(r, f.now())
 		if err != nil {
 			writeDashboardError(w, r, http.StatusBadRequest, "Bad ?since=: "+err.Error()+".")
 			return
 		}
-		rep, err := b.Report(r.Context(), since)
+		rep, err := f.Report(r.Context(), since)
 		if err != nil {
-			b.log.Warn("bridge: dashboard unavailable", "error", err)
+			f.log().Warn("fleet: dashboard unavailable", "error", err)
 			h.Set("Retry-After", "5")
 			writeDashboardError(w, r, http.StatusServiceUnavailable,
 				"The migration report is unavailable: Redis did not answer. Try again in a few seconds.")
@@ -64,7 +66,7 @@ func (b *Bridge) DashboardHandler() http.Handler {
 		}
 		var buf bytes.Buffer
 		if err := dashboardTmpl.Execute(&buf, newDashboardView(rep, r.URL.Query().Get("since"))); err != nil {
-			b.log.Error("bridge: render dashboard", "error", err)
+			f.log().Error("fleet: render dashboard", "error", err)
 			writeDashboardError(w, r, http.StatusInternalServerError, "The dashboard could not be rendered.")
 			return
 		}
@@ -102,7 +104,7 @@ type dashboardView struct {
 	GeneratedAt      time.Time
 	Since            time.Time
 	Window           string
-	Totals           Totals
+	Totals           totalsView
 	DistinctSessions uint64
 	Share            shareView // fleet-wide session share
 	ReadyAfter       string
@@ -118,10 +120,30 @@ type shareView struct {
 	Auth  bool   // some request was authenticated
 }
 
+// countsView names the counts of each source for the template.
+type countsView struct {
+	Session, JWTCookie, JWTBearer, Anonymous, Rejected uint64
+}
+
+func newCountsView(c bridge.SourceCounts) countsView {
+	return countsView{
+		Session:   c.Of(bridge.SourceSession),
+		JWTCookie: c.Of(bridge.SourceJWTCookie),
+		JWTBearer: c.Of(bridge.SourceJWTBearer),
+		Anonymous: c.Of(bridge.SourceAnonymous),
+		Rejected:  c.Of(bridge.SourceRejected),
+	}
+}
+
+type totalsView struct {
+	countsView
+	Converted, Retired uint64
+}
+
 type routeView struct {
 	Route      string
 	Mode       string
-	Counts     SourceCounts
+	Counts     countsView
 	Converted  uint64
 	Retired    uint64
 	Share      shareView
@@ -160,7 +182,7 @@ func newDashboardView(rep *Report, since string) dashboardView {
 		GeneratedAt:      rep.GeneratedAt.UTC(),
 		Since:            rep.Since.UTC(),
 		Window:           formatSpan(rep.GeneratedAt.Sub(rep.Since)),
-		Totals:           rep.Totals,
+		Totals:           totalsView{newCountsView(rep.Totals.SourceCounts), rep.Totals.Converted, rep.Totals.Retired},
 		DistinctSessions: uint64(max(rep.DistinctSessions, 0)),
 		Share:            newShareView(rep.Totals.SourceCounts),
 		ReadyAfter:       formatSpan(rep.ReadyAfter),
@@ -171,13 +193,13 @@ func newDashboardView(rep *Report, since string) dashboardView {
 		v.Presets = append(v.Presets, presetView{Label: p.label, Since: p.since, Active: p.since == since})
 	}
 	for _, r := range rep.Routes {
-		if (r.Route == RouteUnmatched || r.Route == RouteOther) && idle(r) {
+		if (r.Route == bridge.RouteUnmatched || r.Route == bridge.RouteOther) && idle(r) {
 			continue // pseudo-routes matter only when something landed there
 		}
 		rv := routeView{
 			Route:     r.Route,
 			Mode:      r.Mode,
-			Counts:    r.Counts,
+			Counts:    newCountsView(r.Counts),
 			Converted: r.Converted,
 			Retired:   r.Retired,
 			Share:     newShareView(r.Counts),
@@ -195,11 +217,13 @@ func newDashboardView(rep *Report, since string) dashboardView {
 }
 
 func idle(r RouteReport) bool {
-	c := r.Counts
-	return c.Authenticated()+c.Anonymous+c.Rejected+r.Converted == 0 && len(r.Rejections) == 0
+	for range r.Rejections.All() {
+		return false
+	}
+	return r.Counts.Total()+r.Converted == 0
 }
 
-func newShareView(c SourceCounts) shareView {
+func newShareView(c bridge.SourceCounts) shareView {
 	s := c.SessionShare()
 	return shareView{
 		Value: strconv.FormatFloat(s, 'f', -1, 64),
@@ -209,12 +233,10 @@ func newShareView(c SourceCounts) shareView {
 	}
 }
 
-func sortedReasons(m map[string]uint64) []reasonView {
-	out := make([]reasonView, 0, len(m))
-	for reason, n := range m {
-		if n > 0 {
-			out = append(out, reasonView{reason, n})
-		}
+func sortedReasons(c bridge.ReasonCounts) []reasonView {
+	var out []reasonView
+	for reason, n := range c.All() {
+		out = append(out, reasonView{reason.String(), n})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
@@ -237,15 +259,17 @@ func newTrendView(hourly []HourCounts) trendView {
 	}
 	t.From, t.To = hourly[0].Hour.UTC(), hourly[len(hourly)-1].Hour.UTC()
 	for _, h := range hourly {
-		jwt := h.Counts.JWTCookie + h.Counts.JWTBearer
-		t.SessionSum += h.Counts.Session
+		c := newCountsView(h.Counts)
+		jwt := c.JWTCookie + c.JWTBearer
+		t.SessionSum += c.Session
 		t.JWTSum += jwt
-		t.Max = max(t.Max, h.Counts.Session, jwt)
+		t.Max = max(t.Max, c.Session, jwt)
 	}
 	var session, jwt strings.Builder
 	for i, h := range hourly {
-		t.point(&session, i, len(hourly), h.Counts.Session)
-		t.point(&jwt, i, len(hourly), h.Counts.JWTCookie+h.Counts.JWTBearer)
+		c := newCountsView(h.Counts)
+		t.point(&session, i, len(hourly), c.Session)
+		t.point(&jwt, i, len(hourly), c.JWTCookie+c.JWTBearer)
 	}
 	t.Session, t.JWT = session.String(), jwt.String()
 	return t

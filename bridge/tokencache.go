@@ -3,13 +3,14 @@ package bridge
 import (
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // cacheEntry is a verified token with the identities built from it once,
 // in one allocation, so that a repeat token costs a map lookup and no
-// allocation.
+// allocation. Nothing in it changes once it is made: the middleware puts
+// a pointer to one of its identities in the request context, and
+// IdentityFrom hands the handler a copy.
 type cacheEntry struct {
 	claims *Claims
 	exp    time.Time
@@ -22,9 +23,9 @@ func newCacheEntry(tok string, c *Claims) *cacheEntry {
 	if c.ExpiresAt != nil {
 		e.exp = c.ExpiresAt.Time
 	}
-	e.bearer = Identity{Subject: c.Subject, Name: c.Name, Roles: c.Roles, Claims: c, ExpiresAt: e.exp, Token: tok, Source: SourceJWTBearer}
+	e.bearer = Identity{subject: c.Subject, name: c.Name, roles: c.Roles, claims: c, expiresAt: e.exp, token: tok, source: SourceJWTBearer}
 	e.cookie = e.bearer
-	e.cookie.Source = SourceJWTCookie
+	e.cookie.source = SourceJWTCookie
 	return e
 }
 
@@ -132,68 +133,4 @@ func (c *tokenCache) purge() {
 		clear(s.m)
 		s.Unlock()
 	}
-}
-
-// denylist holds revoked token IDs (jti) and session hashes (sid), each
-// with the time after which it can be forgotten. n mirrors the number of
-// entries, stored under mu after every change, so that the check of every
-// request takes no lock while nothing is revoked: a check that reads 0
-// while a revocation is being added is ordered before that revocation, as
-// it would be had it taken the read lock first.
-type denylist struct {
-	mu   sync.RWMutex
-	jtis map[string]time.Time
-	sids map[string]time.Time
-	n    atomic.Int64
-}
-
-func newDenylist() *denylist {
-	return &denylist{jtis: make(map[string]time.Time), sids: make(map[string]time.Time)}
-}
-
-func (d *denylist) has(jti, sid string) bool {
-	if d.n.Load() == 0 {
-		return false
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if _, ok := d.jtis[jti]; ok && jti != "" {
-		return true
-	}
-	_, ok := d.sids[sid]
-	return ok && sid != ""
-}
-
-// counted updates n; d.mu must be held for writing.
-func (d *denylist) counted() { d.n.Store(int64(len(d.jtis) + len(d.sids))) }
-
-func (d *denylist) addJTI(jti string, until time.Time) {
-	d.mu.Lock()
-	d.jtis[jti] = until
-	d.counted()
-	d.mu.Unlock()
-}
-
-func (d *denylist) addSID(sid string, until time.Time) {
-	d.mu.Lock()
-	d.sids[sid] = until
-	d.counted()
-	d.mu.Unlock()
-}
-
-// forget drops entries whose time has passed.
-func (d *denylist) forget(now time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, t := range d.jtis {
-		if t.Before(now) {
-			delete(d.jtis, k)
-		}
-	}
-	for k, t := range d.sids {
-		if t.Before(now) {
-			delete(d.sids, k)
-		}
-	}
-	d.counted()
 }

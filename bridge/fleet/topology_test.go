@@ -1,4 +1,4 @@
-package bridge
+package fleet
 
 import (
 	"context"
@@ -18,24 +18,26 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
-	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
+	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
+	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 )
 
-// Topology tests: the bridge on a Redis Cluster of three masters and on
+// Topology tests: the fleet on a Redis Cluster of three masters and on
 // Sentinel (master, replica, three sentinels), each through
 // redis.UniversalClient exactly as an application configures it. One
 // topology per test function, shared by its subtests; the Sentinel
-// failover gets a topology of its own because it destroys it.
-//
-// The helpers here (topo*) are used by faults_test.go too.
+// failover gets a topology of its own because it destroys it. (The
+// sessions read through StoreSource and BojSource on these topologies are
+// bridge/redisstore's source_topology_test.go.)
 
-// TestTopology runs the same checks on a Cluster and on Sentinel: sessions
-// through StoreSource and BojSource, exact fleet counters and report,
-// CountSessions, revocations across instances, run-time modes.
+// TestTopology runs the same checks on a Cluster and on Sentinel: exact
+// fleet counters and report, CountSessions, revocations across instances,
+// run-time modes.
 func TestTopology(t *testing.T) {
 	t.Parallel()
 	topologies := []struct {
@@ -58,157 +60,17 @@ func TestTopology(t *testing.T) {
 			start := time.Now()
 			newClient := tp.start(t)
 			t.Logf("%s ready in %v", tp.name, time.Since(start).Round(time.Millisecond))
-			t.Run("sessions", func(t *testing.T) { topoSessions(t, newClient, tp.cluster) })
-			t.Run("counters", func(t *testing.T) { topoCounters(t, newClient, tp.cluster) })
-			t.Run("count_sessions", func(t *testing.T) { topoCountSessions(t, newClient, tp.cluster) })
-			t.Run("revocations", func(t *testing.T) { topoRevocations(t, newClient) })
-			t.Run("modes", func(t *testing.T) { topoModes(t, newClient) })
+			t.Run("counters", func(t *testing.T) { tpCounters(t, newClient, tp.cluster) })
+			t.Run("count_sessions", func(t *testing.T) { tpCountSessions(t, newClient, tp.cluster) })
+			t.Run("revocations", func(t *testing.T) { tpRevocations(t, newClient) })
+			t.Run("modes", func(t *testing.T) { tpModes(t, newClient) })
 		})
 	}
 }
 
-// topoSessions: sessions whose keys land on different slots (and masters)
-// are read through the app's store (StoreSource, one GET) and through
-// BojSource (GET + PTTL of one key in one pipeline: one slot, so fine on a
-// cluster); the PTTL read on the topology bounds the minted token; a
-// deleted session is session_unknown.
-func topoSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
-	ctx := context.Background()
-	rdb := newClient(t)
-	key := newTestKey(t)
-	const sessionTTL = 120 * time.Second
-	store := newTestStore(t, rdb, func(c *redisstore.Config) {
-		c.Options = &sessions.Options{Path: "/", MaxAge: int(sessionTTL / time.Second), HttpOnly: true}
-	})
-
-	type legacy struct {
-		cookie *http.Cookie
-		id     string
-		user   string
-	}
-	const n = 24
-	var ss []legacy
-	var keys []string
-	for i := range n {
-		user := strconv.Itoa(100 + i)
-		c, id := saveSession(t, store, testUser(user))
-		ss = append(ss, legacy{c, id, user})
-		keys = append(keys, store.Key(id))
-	}
-	perMaster := topoKeysPerMaster(t, rdb, store.Key("")+"*")
-	if got := topoSum(perMaster); got != n {
-		t.Fatalf("session keys on the masters: got %d, want %d", got, n)
-	}
-	if cluster {
-		if len(perMaster) < 2 {
-			t.Errorf("session keys on %d master(s), want them spread over several: %v", len(perMaster), perMaster)
-		}
-		slots := map[int64]bool{}
-		for _, k := range keys {
-			slots[rdb.ClusterKeySlot(ctx, k).Val()] = true
-		}
-		t.Logf("%d sessions on %d slots, per master %v", n, len(slots), perMaster)
-	}
-
-	boj, err := BojSource(rdb, testSessionName, testKeyPairs()...)
-	if err != nil {
-		t.Fatalf("BojSource: %v", err)
-	}
-	sources := []struct {
-		name string
-		src  SessionSource
-		// ttlBound: tokens minted from this source never outlive the
-		// session's TTL read from Redis (BojSource reads PTTL);
-		// StoreSource cannot know it and mints for TokenTTL.
-		ttlBound bool
-	}{
-		{"StoreSource", StoreSource(store, testSessionName), false},
-		{"BojSource", boj, true},
-	}
-	deleted := map[string]bool{}
-	for i, s := range ss {
-		if i%3 == 0 {
-			deleted[s.id] = true
-		}
-	}
-	for _, sc := range sources {
-		t.Run(sc.name, func(t *testing.T) {
-			nd := newTopoNode(t, rdb, key, func(c *Config) { c.Sessions = sc.src })
-			for _, s := range ss {
-				start := time.Now()
-				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/dual", nil, s.cookie)
-				if r.StatusCode != http.StatusOK {
-					t.Fatalf("session %s: status %d %s, want 200", s.user, r.StatusCode, r.Body)
-				}
-				if id := r.identity(t); id.Source != "session" || id.Subject != s.user {
-					t.Errorf("session %s: identity %+v, want source session, subject %s", s.user, id, s.user)
-				}
-				tok := r.cookie(DefaultCookieName)
-				if tok == nil {
-					t.Fatalf("session %s: no JWT cookie minted", s.user)
-				}
-				life := tokenClaims(t, tok.Value).ExpiresAt.Sub(start)
-				if sc.ttlBound && life > sessionTTL+time.Second {
-					t.Errorf("session %s: token lives %v, past the session's TTL %v", s.user, life, sessionTTL)
-				}
-				if !sc.ttlBound && life < DefaultTokenTTL-time.Minute {
-					t.Errorf("session %s: token lives %v, want TokenTTL %v", s.user, life, DefaultTokenTTL)
-				}
-			}
-			wantRequests(t, nd.b, "/dual", map[Mode]map[Source]uint64{Dual: {SourceSession: n}})
-			if got := routeCounts(t, nd.b, "/dual").Conversions; got != n {
-				t.Errorf("conversions: got %d, want %d", got, n)
-			}
-		})
-	}
-	// The direct read: values and the TTL, in one round trip.
-	for _, s := range ss[:3] {
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.AddCookie(s.cookie)
-		got, err := boj.Load(r)
-		if err != nil {
-			t.Fatalf("BojSource.Load: %v", err)
-		}
-		if got.Values["user_id"] != s.user || got.TTL <= 0 || got.TTL > sessionTTL {
-			t.Errorf("BojSource.Load: user %v TTL %v, want %s and 0 < TTL ≤ %v", got.Values["user_id"], got.TTL, s.user, sessionTTL)
-		}
-	}
-
-	// A third of the sessions are deleted (logout elsewhere): both sources
-	// say session_unknown (401 on a dual route), the others still work.
-	for _, s := range ss {
-		if deleted[s.id] {
-			if err := store.Delete(ctx, s.id); err != nil {
-				t.Fatalf("Delete: %v", err)
-			}
-		}
-	}
-	for _, sc := range sources {
-		t.Run(sc.name+"/deleted", func(t *testing.T) {
-			nd := newTopoNode(t, rdb, key, func(c *Config) { c.Sessions = sc.src })
-			var gone, live uint64
-			for _, s := range ss {
-				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/dual", nil, s.cookie)
-				want, reason := http.StatusOK, ""
-				if deleted[s.id] {
-					want, reason = http.StatusUnauthorized, "session_unknown"
-					gone++
-				} else {
-					live++
-				}
-				if r.StatusCode != want || r.reason() != reason {
-					t.Errorf("session %s (deleted %v): %d %q, want %d %q", s.user, deleted[s.id], r.StatusCode, r.reason(), want, reason)
-				}
-			}
-			wantRequests(t, nd.b, "/dual", map[Mode]map[Source]uint64{Dual: {SourceSession: live, SourceRejected: gone}})
-			wantReasons(t, nd.b, "/dual", map[Reason]uint64{ReasonSessionUnknown: gone})
-		})
-	}
-}
-
-// topoKind is a request of the counters test: a credential on a path, the
-// status it must get and the counters it must move (keys of topoCounts).
-type topoKind struct {
+// tpKind is a request of the counters test: a credential on a path, the
+// status it must get and the counters it must move (keys of tpCounts).
+type tpKind struct {
 	name   string
 	path   string
 	status int
@@ -216,55 +78,56 @@ type topoKind struct {
 	req    func(r *http.Request, i int)
 }
 
-// topoCounters: two instances on their own clients serve every kind of
-// request concurrently while Run flushes every 20ms; the flush script's
+// tpCounters: two instances on their own clients serve every kind of
+// request concurrently while Fleet.Run flushes every 20ms; the flush script's
 // KEYS share the hash tag (proved by the keys' slots, and by CROSSSLOT
 // without it); after Close the report equals, counter by counter, what the
 // clients were served and the sum of the in-process counts.
-func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
+func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
 	ctx := context.Background()
 	const prefix = "sbtopo-counters"
-	key := newTestKey(t)
-	var nodes []*topoNode
+	key := bridgetest.NewKey(t)
+	var nodes []*tpNode
 	for _, name := range []string{"a", "b"} {
 		rdb := newClient(t)
-		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
-			c.Redis = rdb
-			c.RedisPrefix = prefix
-			c.InstanceID = name
-			c.FlushInterval = 20 * time.Millisecond
-			c.FlushTimeout = time.Second
+		nodes = append(nodes, newTpNode(t, rdb, key, Config{
+			Prefix:        prefix,
+			InstanceID:    name,
+			FlushInterval: 20 * time.Millisecond,
+			FlushTimeout:  time.Second,
 		}))
 	}
 	const nSessions = 6
 	var cookies []*http.Cookie
 	for i := range nSessions {
-		c, _ := saveSession(t, nodes[i%2].store, testUser(strconv.Itoa(i)))
+		c, _ := bridgetest.SaveSession(t, nodes[i%2].store, bridgetest.User(strconv.Itoa(i)))
 		cookies = append(cookies, c)
 	}
-	unknown := topoSessionCookie(t, redisstore.NewID())
-	bearerTok := mintTestToken(t, nodes[0].b, "bearer-user", nil)
-	cookieTok := mintTestToken(t, nodes[0].b, "cookie-user", nil)
-	forged := mintTestTokenWith(t, newTestKey(t), nodes[0].b, "forged", nil)
+	unknown := tpSessionCookie(t, redisstore.NewID())
+	bearerTok := key.Mint(t, nodes[0].b, "bearer-user", nil)
+	cookieTok := key.Mint(t, nodes[0].b, "cookie-user", nil)
+	forged := bridgetest.NewKey(t).Mint(t, nodes[0].b, "forged", nil)
 	setBearer := func(tok string) func(*http.Request, int) {
 		return func(r *http.Request, _ int) { r.Header.Set("Authorization", "Bearer "+tok) }
 	}
+	withJWTCookie := func(r *http.Request, _ int) {
+		r.AddCookie(&http.Cookie{Name: bridge.DefaultCookieName, Value: cookieTok})
+	}
 	withSession := func(r *http.Request, i int) { r.AddCookie(cookies[i%nSessions]) }
-	kinds := []topoKind{
+	kinds := []tpKind{
 		{"session dual", "/dual", 200, []string{"/dual session", "/dual converted"}, withSession},
 		{"session legacy", "/legacy", 200, []string{"/legacy session"}, withSession},
 		{"session jwt", "/jwt", 401, []string{"/jwt rejected", "/jwt reason=session_on_jwt_route"}, withSession},
 		{"unknown session", "/dual", 401, []string{"/dual rejected", "/dual reason=session_unknown"},
 			func(r *http.Request, _ int) { r.AddCookie(unknown) }},
 		{"bearer", "/dual/7", 200, []string{"/dual/{id} jwt_bearer"}, setBearer(bearerTok)},
-		{"jwt cookie", "/jwt", 200, []string{"/jwt jwt_cookie"},
-			func(r *http.Request, _ int) { r.AddCookie(&http.Cookie{Name: DefaultCookieName, Value: cookieTok}) }},
+		{"jwt cookie", "/jwt", 200, []string{"/jwt jwt_cookie"}, withJWTCookie},
 		{"forged bearer", "/dual", 401, []string{"/dual rejected", "/dual reason=bearer_invalid"}, setBearer(forged)},
 		{"anonymous legacy", "/legacy", 200, []string{"/legacy anonymous"}, func(*http.Request, int) {}},
 		{"anonymous dual", "/dual", 401, []string{"/dual anonymous", "/dual reason=no_credentials"}, func(*http.Request, int) {}},
 	}
 	for _, nd := range nodes {
-		topoRun(t, nd.b)
+		tpRun(t, nd)
 	}
 
 	want := map[string]uint64{}
@@ -276,7 +139,7 @@ func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient
 			wg.Go(func() {
 				for i := range rounds * len(kinds) {
 					k := kinds[(i+w)%len(kinds)]
-					r := topoDo(nd.c, nd.ts.URL+k.path, func(req *http.Request) { k.req(req, i) })
+					r := tpDo(nd.c, nd.ts.URL+k.path, func(req *http.Request) { k.req(req, i) })
 					if r.err != nil || r.status != k.status {
 						t.Errorf("%s: status %d (%v), want %d", k.name, r.status, r.err, k.status)
 						continue
@@ -291,30 +154,30 @@ func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient
 		}
 	}
 	wg.Wait()
-	topoWaitFor(t, 5*time.Second, "Run to flush every count", func() bool {
+	tpWaitFor(t, 5*time.Second, "Run to flush every count", func() bool {
 		for _, nd := range nodes {
-			if nd.b.flusher.flushed.Load() != totalRequests(nd.b) {
+			if nd.f.Stats().Flushed != bridgetest.TotalRequests(nd.b) {
 				return false
 			}
 		}
 		return true
 	})
 	for _, nd := range nodes {
-		if err := nd.b.Close(); err != nil {
+		if err := nd.f.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if lost := nd.b.flusher.lostOnClose.Load(); lost != 0 {
+		if lost := nd.f.Stats().LostOnClose; lost != 0 {
 			t.Errorf("%d requests lost at Close", lost)
 		}
 	}
-	served := topoSnapshotCounts(nodes[0].b, nodes[1].b)
-	topoCompare(t, "in-process counts vs what the clients were served", served, want)
-	fleet := &Fleet{Redis: newClient(t), Prefix: prefix}
-	rep, err := fleet.Report(ctx, time.Now(), time.Time{}, nil)
+	served := tpSnapshotCounts(nodes[0].b, nodes[1].b)
+	tpCompare(t, "in-process counts vs what the clients were served", served, want)
+	ctl := tpFleet(t, Config{Redis: newClient(t), Prefix: prefix})
+	rep, err := ctl.Report(ctx, time.Time{})
 	if err != nil {
 		t.Fatalf("Report: %v", err)
 	}
-	topoCompare(t, "fleet report vs served", topoReportCounts(rep), want)
+	tpCompare(t, "fleet report vs served", tpReportCounts(rep), want)
 	if rep.DistinctSessions != nSessions {
 		t.Errorf("distinct sessions: got %d, want %d", rep.DistinctSessions, nSessions)
 	}
@@ -322,12 +185,12 @@ func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient
 
 	// Every fleet key lives in the slot of the hash tag, on one master.
 	rdb := nodes[0].rdb
-	perMaster := topoKeysPerMaster(t, rdb, "{"+prefix+"}:*")
+	perMaster := tpKeysPerMaster(t, rdb, "{"+prefix+"}:*")
 	if len(perMaster) != 1 {
 		t.Errorf("fleet keys on %d masters, want 1: %v", len(perMaster), perMaster)
 	}
 	var fleetKeys []string
-	if err := topoForEachMaster(ctx, rdb, func(ctx context.Context, m *redis.Client) error {
+	if err := tpForEachMaster(ctx, rdb, func(ctx context.Context, m *redis.Client) error {
 		ks, err := m.Keys(ctx, "{"+prefix+"}:*").Result()
 		mu.Lock()
 		fleetKeys = append(fleetKeys, ks...)
@@ -367,10 +230,10 @@ func topoCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient
 	}
 }
 
-// topoCountSessions: CountSessions walks every master with SCAN (no key
+// tpCountSessions: CountSessions walks every master with SCAN (no key
 // is on every node: one SCAN of one node would undercount) and matches the
 // prefix literally, glob characters included.
-func topoCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
+func tpCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
 	ctx := context.Background()
 	rdb := newClient(t)
 	tests := []struct {
@@ -378,16 +241,16 @@ func topoCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalC
 		prefix string
 		decoys []string // keys an unescaped pattern would match
 	}{
-		{"plain prefix", "cnt_" + topoRandom() + "_", nil},
-		{"glob characters", "c*t?[1]_" + topoRandom() + "\\", []string{"cXXtY1_", "c*t?1_", "ct?[1]_"}},
+		{"plain prefix", "cnt_" + tpRandom() + "_", nil},
+		{"glob characters", "c*t?[1]_" + tpRandom() + "\\", []string{"cXXtY1_", "c*t?1_", "ct?[1]_"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			store := newTestStore(t, rdb, func(c *redisstore.Config) { c.KeyPrefix = tc.prefix })
+			store := bridgetest.NewStore(t, rdb, func(c *redisstore.Config) { c.KeyPrefix = tc.prefix })
 			const saved, removed = 40, 7
 			var ids []string
 			for i := range saved {
-				_, id := saveSession(t, store, testUser(strconv.Itoa(i)))
+				_, id := bridgetest.SaveSession(t, store, bridgetest.User(strconv.Itoa(i)))
 				ids = append(ids, id)
 			}
 			for _, id := range ids[:removed] {
@@ -402,14 +265,14 @@ func topoCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalC
 					}
 				}
 			}
-			got, err := (&Fleet{Redis: rdb}).CountSessions(ctx, tc.prefix)
+			got, err := tpFleet(t, Config{Redis: rdb}).CountSessions(ctx, tc.prefix)
 			if err != nil {
 				t.Fatalf("CountSessions: %v", err)
 			}
 			if got != saved-removed {
 				t.Errorf("CountSessions(%q): got %d, want %d", tc.prefix, got, saved-removed)
 			}
-			perMaster := topoKeysPerMaster(t, rdb, escapeGlob(tc.prefix)+"*")
+			perMaster := tpKeysPerMaster(t, rdb, escapeGlob(tc.prefix)+"*")
 			if cluster {
 				var most int64
 				for _, n := range perMaster {
@@ -423,22 +286,18 @@ func topoCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalC
 	}
 }
 
-// topoRevocations: a logout on instance A (session deleted, sid and jti
+// tpRevocations: a logout on instance A (session deleted, sid and jti
 // revoked) is refused by instance B within 2s, without B calling Redis on
 // the request path; the message goes through pub/sub on the topology (a
 // third client subscribed to the channel receives it).
-func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
+func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 	ctx := context.Background()
 	const prefix = "sbtopo-revoke"
-	key := newTestKey(t)
-	var nodes []*topoNode
+	key := bridgetest.NewKey(t)
+	var nodes []*tpNode
 	for _, name := range []string{"a", "b"} {
 		rdb := newClient(t)
-		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
-			c.Redis = rdb
-			c.RedisPrefix = prefix
-			c.InstanceID = name
-		}))
+		nodes = append(nodes, newTpNode(t, rdb, key, Config{Prefix: prefix, InstanceID: name}))
 	}
 	a, b := nodes[0], nodes[1]
 
@@ -453,16 +312,16 @@ func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 	msgs := sub.Channel()
 
 	for _, nd := range nodes {
-		topoRun(t, nd.b)
+		tpRun(t, nd)
 	}
-	sess, _ := saveSession(t, a.store, testUser("7"))
-	r := do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, sess)
-	jwtCookie := r.cookie(DefaultCookieName)
+	sess, _ := bridgetest.SaveSession(t, a.store, bridgetest.User("7"))
+	r := bridgetest.Do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, sess)
+	jwtCookie := r.Cookie(bridge.DefaultCookieName)
 	if r.StatusCode != http.StatusOK || jwtCookie == nil {
-		t.Fatalf("conversion on A: %d, cookie %v", r.StatusCode, cookiesDesc(jwtCookie))
+		t.Fatalf("conversion on A: %d, cookie %v", r.StatusCode, bridgetest.CookiesDesc(jwtCookie))
 	}
-	bearerTok := mintTestToken(t, a.b, "8", nil)
-	jwtCookie = &http.Cookie{Name: DefaultCookieName, Value: jwtCookie.Value}
+	bearerTok := key.Mint(t, a.b, "8", nil)
+	jwtCookie = &http.Cookie{Name: bridge.DefaultCookieName, Value: jwtCookie.Value}
 	for _, tc := range []struct {
 		name   string
 		hdr    http.Header
@@ -470,13 +329,13 @@ func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 		source string
 	}{
 		{"jwt cookie", nil, jwtCookie, "jwt_cookie"},
-		{"bearer", bearer(bearerTok), nil, "jwt_bearer"},
+		{"bearer", bridgetest.Bearer(bearerTok), nil, "jwt_bearer"},
 	} {
 		var cs []*http.Cookie
 		if tc.cookie != nil {
 			cs = append(cs, tc.cookie)
 		}
-		if r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...); r.StatusCode != http.StatusOK || r.identity(t).Source != tc.source {
+		if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...); r.StatusCode != http.StatusOK || r.Identity(t).Source != tc.source {
 			t.Fatalf("%s on B before logout: %d %s", tc.name, r.StatusCode, r.Body)
 		}
 	}
@@ -510,19 +369,19 @@ func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 		reason string
 	}{
 		{"jwt cookie", nil, jwtCookie, "jwt_cookie_revoked"},
-		{"bearer", bearer(bearerTok), nil, "bearer_revoked"},
+		{"bearer", bridgetest.Bearer(bearerTok), nil, "bearer_revoked"},
 	} {
 		var cs []*http.Cookie
 		if tc.cookie != nil {
 			cs = append(cs, tc.cookie)
 		}
-		var last *testResponse
-		topoWaitFor(t, 2*time.Second, tc.name+" refused on B", func() bool {
-			last = do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...)
+		var last *bridgetest.Response
+		tpWaitFor(t, 2*time.Second, tc.name+" refused on B", func() bool {
+			last = bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...)
 			return last.StatusCode == http.StatusUnauthorized
 		})
-		if last.reason() != tc.reason {
-			t.Errorf("%s on B: reason %q, want %q", tc.name, last.reason(), tc.reason)
+		if last.Reason() != tc.reason {
+			t.Errorf("%s on B: reason %q, want %q", tc.name, last.Reason(), tc.reason)
 		}
 		t.Logf("%s refused on B %v after the logout on A", tc.name, time.Since(loggedOut).Round(time.Millisecond))
 	}
@@ -530,8 +389,8 @@ func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 		t.Errorf("B sent %d Redis commands on the request path of JWT requests, want 0", n)
 	}
 	// The session is gone for B too.
-	if r := do(t, b.c, http.MethodGet, b.ts.URL+"/dual", nil, sess); r.StatusCode != http.StatusUnauthorized || r.reason() != "session_unknown" {
-		t.Errorf("session on B after logout: %d %q, want 401 session_unknown", r.StatusCode, r.reason())
+	if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/dual", nil, sess); r.StatusCode != http.StatusUnauthorized || r.Reason() != "session_unknown" {
+		t.Errorf("session on B after logout: %d %q, want 401 session_unknown", r.StatusCode, r.Reason())
 	}
 	// Pub/sub carried both revocations.
 	seen := map[string]bool{}
@@ -547,40 +406,39 @@ func topoRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 	}
 }
 
-// topoModes: Fleet.SetMode on the topology is applied by running bridges
+// tpModes: Fleet.SetMode on the topology is applied by running bridges
 // within their ModeRefreshInterval, published as effective modes, and
 // ResetMode returns the route to its configured mode.
-func topoModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
+func tpModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 	ctx := context.Background()
 	const prefix = "sbtopo-modes"
-	key := newTestKey(t)
-	var nodes []*topoNode
+	key := bridgetest.NewKey(t)
+	var nodes []*tpNode
 	for _, name := range []string{"a", "b"} {
 		rdb := newClient(t)
-		nodes = append(nodes, newTopoNode(t, rdb, key, func(c *Config) {
-			c.Redis = rdb
-			c.RedisPrefix = prefix
-			c.InstanceID = name
-			c.ModeRefreshInterval = 20 * time.Millisecond
-			c.FlushInterval = 20 * time.Millisecond
+		nodes = append(nodes, newTpNode(t, rdb, key, Config{
+			Prefix:              prefix,
+			InstanceID:          name,
+			ModeRefreshInterval: 20 * time.Millisecond,
+			FlushInterval:       20 * time.Millisecond,
 		}))
 	}
 	for _, nd := range nodes {
-		topoRun(t, nd.b)
+		tpRun(t, nd)
 	}
-	sess, _ := saveSession(t, nodes[0].store, testUser("9"))
-	fleet := &Fleet{Redis: newClient(t), Prefix: prefix}
+	sess, _ := bridgetest.SaveSession(t, nodes[0].store, bridgetest.User("9"))
+	ctl := tpFleet(t, Config{Redis: newClient(t), Prefix: prefix})
 
 	steps := []struct {
 		name   string
 		change func() error
-		mode   Mode
+		mode   bridge.Mode
 		status int
 		reason string
 	}{
-		{"set jwt", func() error { return fleet.SetMode(ctx, "/legacy", JWT) }, JWT, 401, "session_on_jwt_route"},
-		{"set dual", func() error { return fleet.SetMode(ctx, "/legacy", Dual) }, Dual, 200, ""},
-		{"reset", func() error { return fleet.ResetMode(ctx, "/legacy") }, Legacy, 200, ""},
+		{"set jwt", func() error { return ctl.SetMode(ctx, "/legacy", bridge.JWT) }, bridge.JWT, 401, "session_on_jwt_route"},
+		{"set dual", func() error { return ctl.SetMode(ctx, "/legacy", bridge.Dual) }, bridge.Dual, 200, ""},
+		{"reset", func() error { return ctl.ResetMode(ctx, "/legacy") }, bridge.Legacy, 200, ""},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -588,21 +446,21 @@ func topoModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 				t.Fatalf("%s: %v", st.name, err)
 			}
 			changed := time.Now()
-			topoWaitFor(t, 2*time.Second, "both instances in mode "+st.mode.String(), func() bool {
+			tpWaitFor(t, 2*time.Second, "both instances in mode "+st.mode.String(), func() bool {
 				return nodes[0].b.Mode("/legacy") == st.mode && nodes[1].b.Mode("/legacy") == st.mode
 			})
 			t.Logf("applied by both instances in %v", time.Since(changed).Round(time.Millisecond))
 			for _, nd := range nodes {
-				r := do(t, nd.c, http.MethodGet, nd.ts.URL+"/legacy", nil, sess)
-				if r.StatusCode != st.status || r.reason() != st.reason {
-					t.Errorf("session on /legacy in %v: %d %q, want %d %q", st.mode, r.StatusCode, r.reason(), st.status, st.reason)
+				r := bridgetest.Do(t, nd.c, http.MethodGet, nd.ts.URL+"/legacy", nil, sess)
+				if r.StatusCode != st.status || r.Reason() != st.reason {
+					t.Errorf("session on /legacy in %v: %d %q, want %d %q", st.mode, r.StatusCode, r.Reason(), st.status, st.reason)
 				}
 			}
-			topoWaitFor(t, 2*time.Second, "the effective mode published", func() bool {
-				m, err := fleet.EffectiveModes(ctx)
+			tpWaitFor(t, 2*time.Second, "the effective mode published", func() bool {
+				m, err := ctl.EffectiveModes(ctx)
 				return err == nil && m["/legacy"] == st.mode.String()
 			})
-			overrides, err := fleet.Modes(ctx)
+			overrides, err := ctl.Modes(ctx)
 			if err != nil {
 				t.Fatalf("Modes: %v", err)
 			}
@@ -628,23 +486,22 @@ func TestSentinelFailover(t *testing.T) {
 	start := time.Now()
 	s := redistest.NewSentinel(t)
 	t.Logf("sentinel ready in %v", time.Since(start).Round(time.Millisecond))
-	key := newTestKey(t)
+	key := bridgetest.NewKey(t)
 
 	type instance struct {
-		nd  *topoNode
-		rec *flushRecorder
+		nd  *tpNode
+		rec *tpFlushRecorder
 	}
 	var ins []instance
 	for _, name := range []string{"web-a", "web-b"} {
 		rdb := s.Client(t)
-		rec := new(flushRecorder)
+		rec := new(tpFlushRecorder)
 		rdb.AddHook(rec)
-		nd := newTopoNode(t, rdb, key, func(c *Config) {
-			c.Redis = rdb
-			c.InstanceID = name
-			c.FlushInterval = 50 * time.Millisecond
-			c.FlushTimeout = 500 * time.Millisecond
-			c.ModeRefreshInterval = 200 * time.Millisecond
+		nd := newTpNode(t, rdb, key, Config{
+			InstanceID:          name,
+			FlushInterval:       50 * time.Millisecond,
+			FlushTimeout:        500 * time.Millisecond,
+			ModeRefreshInterval: 200 * time.Millisecond,
 		})
 		ins = append(ins, instance{nd, rec})
 	}
@@ -659,20 +516,20 @@ func TestSentinelFailover(t *testing.T) {
 	var secrets []string
 	for i := range nSessions {
 		st := ins[i%2].nd.store
-		c, id := saveSession(t, st, testUser(strconv.Itoa(i)))
+		c, id := bridgetest.SaveSession(t, st, bridgetest.User(strconv.Itoa(i)))
 		cookies = append(cookies, c)
 		sessionKeys = append(sessionKeys, st.Key(id))
 		secrets = append(secrets, c.Value, id)
 	}
 	// (Redis 7 waits repl-diskless-sync-delay, 5s, before the replica's
 	// first sync.)
-	topoWaitFor(t, 15*time.Second, "sessions replicated", func() bool {
+	tpWaitFor(t, 15*time.Second, "sessions replicated", func() bool {
 		n, err := replica.Exists(ctx, sessionKeys...).Result()
 		return err == nil && n == nSessions
 	})
-	bearerTok := mintTestToken(t, ins[0].nd.b, "jwt-user", nil)
+	bearerTok := key.Mint(t, ins[0].nd.b, "jwt-user", nil)
 	for _, in := range ins {
-		topoRun(t, in.nd.b)
+		tpRun(t, in.nd)
 	}
 
 	type outcome struct {
@@ -708,7 +565,7 @@ func TestSentinelFailover(t *testing.T) {
 						path = "/legacy"
 					}
 					sent := time.Now()
-					r := topoDo(in.nd.c, in.nd.ts.URL+path, func(req *http.Request) {
+					r := tpDo(in.nd.c, in.nd.ts.URL+path, func(req *http.Request) {
 						switch kind {
 						case "session":
 							req.AddCookie(cookies[(n+w+i)%nSessions])
@@ -740,9 +597,9 @@ func TestSentinelFailover(t *testing.T) {
 	// instances. Then traffic goes on for longer than the loss window
 	// asserted below, so that the bound says something.
 	trafficStart := time.Now()
-	topoWaitFor(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
+	tpWaitFor(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
 		for _, in := range ins {
-			if n, err := replica.Exists(ctx, in.nd.b.flusher.seqKey).Result(); err != nil || n != 1 {
+			if n, err := replica.Exists(ctx, in.nd.f.fl.seqKey).Result(); err != nil || n != 1 {
 				return false
 			}
 		}
@@ -759,7 +616,7 @@ func TestSentinelFailover(t *testing.T) {
 	time.Sleep(150 * time.Millisecond)
 	replicaSeq := map[int]uint64{}
 	for i, in := range ins {
-		v, err := replica.Get(ctx, in.nd.b.flusher.seqKey).Uint64()
+		v, err := replica.Get(ctx, in.nd.f.fl.seqKey).Uint64()
 		if err != nil && err != redis.Nil {
 			t.Fatalf("replica GET seq: %v", err)
 		}
@@ -781,13 +638,13 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return false
 	}
-	topoWaitFor(t, 30*time.Second, "session requests served again after the failover", func() bool {
+	tpWaitFor(t, 30*time.Second, "session requests served again after the failover", func() bool {
 		return recoveredAfter(0) && recoveredAfter(1)
 	})
 	recovered := time.Now()
 	// The leader sentinel knows the new master at once, the others within
 	// a hello period (2s); CurrentMaster asks the first.
-	topoWaitFor(t, 5*time.Second, "the sentinels to name the former replica master", func() bool {
+	tpWaitFor(t, 5*time.Second, "the sentinels to name the former replica master", func() bool {
 		m, err := s.CurrentMaster(ctx)
 		return err == nil && m == s.Replica
 	})
@@ -851,16 +708,16 @@ func TestSentinelFailover(t *testing.T) {
 	// new master. A session converted on A, logged out on A, is refused
 	// by B within 2s.
 	a, b := ins[0].nd, ins[1].nd
-	r := do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, cookies[0])
-	jwtCookie := r.cookie(DefaultCookieName)
+	r := bridgetest.Do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, cookies[0])
+	jwtCookie := r.Cookie(bridge.DefaultCookieName)
 	if r.StatusCode != http.StatusOK || jwtCookie == nil {
-		t.Fatalf("conversion on A after the failover: %d %s", r.StatusCode, cookiesDesc(jwtCookie))
+		t.Fatalf("conversion on A after the failover: %d %s", r.StatusCode, bridgetest.CookiesDesc(jwtCookie))
 	}
 	want["/dual session"]++
 	want["/dual converted"]++
-	jwtCookie = &http.Cookie{Name: DefaultCookieName, Value: jwtCookie.Value}
+	jwtCookie = &http.Cookie{Name: bridge.DefaultCookieName, Value: jwtCookie.Value}
 	secrets = append(secrets, jwtCookie.Value)
-	if r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie); r.StatusCode != http.StatusOK {
+	if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie); r.StatusCode != http.StatusOK {
 		t.Fatalf("JWT cookie on B before logout: %d", r.StatusCode)
 	}
 	want["/jwt jwt_cookie"]++
@@ -871,31 +728,31 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("Logout on A after the failover: %v", err)
 	}
 	loggedOut := time.Now()
-	topoWaitFor(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
-		r := do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie)
+	tpWaitFor(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
+		r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie)
 		if r.StatusCode == http.StatusOK {
 			want["/jwt jwt_cookie"]++
 			return false
 		}
 		want["/jwt rejected"]++
-		want["/jwt reason="+r.reason()]++
-		return r.StatusCode == http.StatusUnauthorized && r.reason() == "jwt_cookie_revoked"
+		want["/jwt reason="+r.Reason()]++
+		return r.StatusCode == http.StatusUnauthorized && r.Reason() == "jwt_cookie_revoked"
 	})
 	revokedAfter := time.Since(loggedOut)
 
-	var bs []*Bridge
+	var bs []*bridge.Bridge
 	for _, in := range ins {
-		if err := in.nd.b.Close(); err != nil {
+		if err := in.nd.f.Close(); err != nil {
 			t.Errorf("Close after the failover: %v", err)
 		}
-		if lost := in.nd.b.flusher.lostOnClose.Load(); lost != 0 {
+		if lost := in.nd.f.Stats().LostOnClose; lost != 0 {
 			t.Errorf("%d requests lost at Close", lost)
 		}
 		bs = append(bs, in.nd.b)
-		checkNoSecrets(t, logsOf(in.nd.b).String(), secrets...)
+		bridgetest.CheckNoSecrets(t, in.nd.logs.String(), secrets...)
 	}
-	served := topoSnapshotCounts(bs...)
-	topoCompare(t, "in-process counts vs what the clients were served", served, want)
+	served := tpSnapshotCounts(bs...)
+	tpCompare(t, "in-process counts vs what the clients were served", served, want)
 
 	// The loss: batches the old master acknowledged whose sequence number
 	// the replica never got. A flush sent before the old master died was
@@ -948,7 +805,7 @@ func TestSentinelFailover(t *testing.T) {
 		lostBatches[i] = batches
 		// The recorder saw every batch: together they are everything the
 		// instance served (Close flushed the rest).
-		if total := totalRequests(in.nd.b); acked != total {
+		if total := bridgetest.TotalRequests(in.nd.b); acked != total {
 			t.Errorf("instance %d: acknowledged batches hold %d requests, served %d", i, acked, total)
 		}
 		if lastAcked[i] == 0 {
@@ -961,15 +818,15 @@ func TestSentinelFailover(t *testing.T) {
 			expect[k] = v - lost[k]
 		}
 	}
-	fleet := &Fleet{Redis: s.Client(t)}
-	rep, err := fleet.Report(ctx, time.Now(), time.Time{}, nil)
+	ctl := tpFleet(t, Config{Redis: s.Client(t)})
+	rep, err := ctl.Report(ctx, time.Time{})
 	if err != nil {
 		t.Fatalf("Report after the failover: %v", err)
 	}
-	topoCompare(t, "fleet report after the failover vs served minus the unreplicated batches", topoReportCounts(rep), expect)
+	tpCompare(t, "fleet report after the failover vs served minus the unreplicated batches", tpReportCounts(rep), expect)
 	var total uint64
 	for _, b := range bs {
-		total += totalRequests(b)
+		total += bridgetest.TotalRequests(b)
 	}
 	t.Logf("failover: %d requests (%d session, %d bearer); master killed, first 503 after %v, last 503 after %v, "+
 		"sessions served again after %v (%d × 503, slowest session request %v); "+
@@ -1014,7 +871,7 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := (&Fleet{Redis: cc}).CountSessions(ctx, "session_many")
+		n, err := tpFleet(t, Config{Redis: cc}).CountSessions(ctx, "session_many")
 		done <- result{n, err}
 	}()
 	select {
@@ -1027,126 +884,140 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 	}
 }
 
-// --- helpers shared with faults_test.go ---
+// --- helpers ---
 
-// topoNode is one instance: a Bridge with a redisstore.Store on rdb, the
-// router of newTestRouter behind a plain httptest server, and a counter of
-// the Redis commands sent on the request path (calls).
-type topoNode struct {
-	b     *Bridge
+// tpNode is one instance: a Bridge with a redisstore.Store on rdb and its
+// Fleet on the same client, the router of bridgetest.NewRouter behind a
+// plain httptest server, and a counter of the Redis commands sent on the
+// request path (calls).
+type tpNode struct {
+	b     *bridge.Bridge
+	f     *Fleet
 	store *redisstore.Store
 	rdb   redis.UniversalClient
 	ts    *httptest.Server
 	c     *http.Client
-	calls *requestCalls
+	calls *tpRequestCalls
+	logs  *syncbuf.Buffer // the Bridge's logs, and the Fleet's
 }
 
-// newTopoNode builds an instance on rdb signing with key; Sessions is
-// StoreSource(store) unless mod changes it.
-func newTopoNode(t testing.TB, rdb redis.UniversalClient, key *Key, mod func(*Config)) *topoNode {
+// newTpNode builds an instance on rdb signing with key, with a Fleet of
+// fc on rdb (fc.Redis is set here); Sessions is StoreSource(store).
+func newTpNode(t testing.TB, rdb redis.UniversalClient, key *bridgetest.Key, fc Config) *tpNode {
 	t.Helper()
-	nd := &topoNode{rdb: rdb, calls: new(requestCalls)}
+	nd := &tpNode{rdb: rdb, calls: new(tpRequestCalls)}
 	rdb.AddHook(nd.calls)
-	nd.store = newTestStore(t, rdb, nil)
-	router := newTestRouter(nd.store)
-	nd.b = newTestBridge(t, func(c *Config) {
-		c.SigningKey = key
-		c.Sessions = StoreSource(nd.store, testSessionName)
-		c.Routes = testRoutes
+	nd.store = bridgetest.NewStore(t, rdb, nil)
+	fc.Redis = rdb
+	nd.f = tpFleet(t, fc)
+	router := bridgetest.NewRouter(nd.store)
+	nd.b, _, nd.logs = bridgetest.NewBridge(t, func(c *bridge.Config) {
+		c.SigningKey = key.Key
+		c.Sessions = bridge.StoreSource(nd.store, bridgetest.SessionName)
+		c.Routes = bridgetest.Routes
 		c.Router = router
-		if mod != nil {
-			mod(c)
-		}
+		c.Fleet = nd.f
 	})
 	router.Use(nd.b.Middleware)
-	nd.ts = httptest.NewServer(markRequests(router))
+	nd.ts = httptest.NewServer(tpMarkRequests(router))
 	t.Cleanup(nd.ts.Close)
 	nd.c = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return nd
 }
 
-// topoRun runs b until the test ends (then Close).
-func topoRun(t testing.TB, b *Bridge) {
+// tpFleet returns New(cfg), failing the test on an error. Without a
+// Bridge (Config.Fleet) it is the operator's view, bridgectl's way.
+func tpFleet(t testing.TB, cfg Config) *Fleet {
+	t.Helper()
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatalf("fleet.New: %v", err)
+	}
+	return f
+}
+
+// tpRun runs nd's Fleet until the test ends (then Close).
+func tpRun(t testing.TB, nd *tpNode) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = b.Run(ctx)
+		_ = nd.f.Run(ctx)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		_ = b.Close()
+		_ = nd.f.Close()
 	})
 }
 
-// requestKey marks the context of requests served by a test server, so
-// that requestCalls counts the Redis commands of the request path only
+// tpRequestKey marks the context of requests served by a test server, so
+// that tpRequestCalls counts the Redis commands of the request path only
 // (not those of Run's flushes, mode refreshes and revocation resyncs).
-type requestKey struct{}
+type tpRequestKey struct{}
 
-func markRequests(h http.Handler) http.Handler {
+func tpMarkRequests(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, true)))
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tpRequestKey{}, true)))
 	})
 }
 
-// requestCalls is a go-redis hook counting the commands (and dials) made
+// tpRequestCalls is a go-redis hook counting the commands (and dials) made
 // with a request's context.
-type requestCalls struct{ n atomic.Int64 }
+type tpRequestCalls struct{ n atomic.Int64 }
 
-func (h *requestCalls) DialHook(next redis.DialHook) redis.DialHook {
+func (h *tpRequestCalls) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if ctx.Value(requestKey{}) != nil {
+		if ctx.Value(tpRequestKey{}) != nil {
 			h.n.Add(1)
 		}
 		return next(ctx, network, addr)
 	}
 }
 
-func (h *requestCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *tpRequestCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(requestKey{}) != nil {
+		if ctx.Value(tpRequestKey{}) != nil {
 			h.n.Add(1)
 		}
 		return next(ctx, cmd)
 	}
 }
 
-func (h *requestCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *tpRequestCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(requestKey{}) != nil {
+		if ctx.Value(tpRequestKey{}) != nil {
 			h.n.Add(int64(len(cmds)))
 		}
 		return next(ctx, cmds)
 	}
 }
 
-// flushRecorder is a go-redis hook recording the counter batches Redis
+// tpFlushRecorder is a go-redis hook recording the counter batches Redis
 // acknowledged (flush pipelines that returned without error).
-type flushRecorder struct {
+type tpFlushRecorder struct {
 	mu   sync.Mutex
-	acks []flushAck
+	acks []tpFlushAck
 }
 
-type flushAck struct {
+type tpFlushAck struct {
 	seqKey   string
 	seq      uint64
 	sent     time.Time         // when the pipeline was handed to go-redis
-	counts   map[string]uint64 // in topoCounts keys
+	counts   map[string]uint64 // in tpCounts keys
 	requests uint64
 }
 
-func (h *flushRecorder) acked() []flushAck {
+func (h *tpFlushRecorder) acked() []tpFlushAck {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]flushAck(nil), h.acks...)
+	return append([]tpFlushAck(nil), h.acks...)
 }
 
-func (h *flushRecorder) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h *flushRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *tpFlushRecorder) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *tpFlushRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 
-func (h *flushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *tpFlushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		sent := time.Now()
 		err := next(ctx, cmds)
@@ -1160,10 +1031,10 @@ func (h *flushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 				continue
 			}
 			seq, _ := strconv.ParseUint(fmt.Sprint(args[5]), 10, 64)
-			a := flushAck{seqKey: fmt.Sprint(args[3]), seq: seq, sent: sent, counts: map[string]uint64{}}
+			a := tpFlushAck{seqKey: fmt.Sprint(args[3]), seq: seq, sent: sent, counts: map[string]uint64{}}
 			for i := 7; i+1 < len(args); i += 2 {
 				n, _ := strconv.ParseUint(fmt.Sprint(args[i+1]), 10, 64)
-				k, isRequest := topoFieldKey(fmt.Sprint(args[i]))
+				k, isRequest := tpFieldKey(fmt.Sprint(args[i]))
 				a.counts[k] += n
 				if isRequest {
 					a.requests += n
@@ -1177,8 +1048,8 @@ func (h *flushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 	}
 }
 
-// topoFieldKey maps a field of an hourly hash to its topoCounts key.
-func topoFieldKey(field string) (key string, request bool) {
+// tpFieldKey maps a field of an hourly hash to its tpCounts key.
+func tpFieldKey(field string) (key string, request bool) {
 	p := strings.Split(field, fieldSep)
 	switch {
 	case p[0] == fieldRequest && len(p) == 4:
@@ -1193,18 +1064,18 @@ func topoFieldKey(field string) (key string, request bool) {
 	return "unparsed " + field, false
 }
 
-// topoCounts are counters by "route source", "route converted", "route
+// tpCounts are counters by "route source", "route converted", "route
 // retired" and "route reason=R", without zeros: the common ground of the
 // in-process snapshot, the fleet report and the clients' tally.
-type topoCounts = map[string]uint64
+type tpCounts = map[string]uint64
 
-func topoSnapshotCounts(bs ...*Bridge) topoCounts {
-	m := topoCounts{}
+func tpSnapshotCounts(bs ...*bridge.Bridge) tpCounts {
+	m := tpCounts{}
 	for _, b := range bs {
 		for _, rc := range b.Snapshot() {
-			for s, n := range rc.BySource() {
+			for s, n := range rc.Requests().All() {
 				if n > 0 {
-					m[rc.Route+" "+Source(s).String()] += n
+					m[rc.Route+" "+s.String()] += n
 				}
 			}
 			if rc.Conversions > 0 {
@@ -1213,9 +1084,9 @@ func topoSnapshotCounts(bs ...*Bridge) topoCounts {
 			if rc.Retired > 0 {
 				m[rc.Route+" retired"] += rc.Retired
 			}
-			for r, n := range rc.Rejections {
+			for r, n := range rc.Rejections.All() {
 				if n > 0 {
-					m[rc.Route+" reason="+Reason(r).String()] += n
+					m[rc.Route+" reason="+r.String()] += n
 				}
 			}
 		}
@@ -1223,13 +1094,10 @@ func topoSnapshotCounts(bs ...*Bridge) topoCounts {
 	return m
 }
 
-func topoReportCounts(rep *Report) topoCounts {
-	m := topoCounts{}
+func tpReportCounts(rep *Report) tpCounts {
+	m := tpCounts{}
 	for _, r := range rep.Routes {
-		for s, n := range map[Source]uint64{
-			SourceSession: r.Counts.Session, SourceJWTCookie: r.Counts.JWTCookie, SourceJWTBearer: r.Counts.JWTBearer,
-			SourceAnonymous: r.Counts.Anonymous, SourceRejected: r.Counts.Rejected,
-		} {
+		for s, n := range r.Counts.All() {
 			if n > 0 {
 				m[r.Route+" "+s.String()] += n
 			}
@@ -1240,17 +1108,17 @@ func topoReportCounts(rep *Report) topoCounts {
 		if r.Retired > 0 {
 			m[r.Route+" retired"] += r.Retired
 		}
-		for reason, n := range r.Rejections {
+		for reason, n := range r.Rejections.All() {
 			if n > 0 {
-				m[r.Route+" reason="+reason] += n
+				m[r.Route+" reason="+reason.String()] += n
 			}
 		}
 	}
 	return m
 }
 
-// topoCompare fails with every counter where got and want differ.
-func topoCompare(t testing.TB, what string, got, want topoCounts) {
+// tpCompare fails with every counter where got and want differ.
+func tpCompare(t testing.TB, what string, got, want tpCounts) {
 	t.Helper()
 	keys := map[string]bool{}
 	for k := range got {
@@ -1271,8 +1139,8 @@ func topoCompare(t testing.TB, what string, got, want topoCounts) {
 	}
 }
 
-// topoResp is an answer read without failing the test (for goroutines).
-type topoResp struct {
+// tpResp is an answer read without failing the test (for goroutines).
+type tpResp struct {
 	status int
 	hdr    http.Header
 	reason string // WriteError's reason
@@ -1281,26 +1149,26 @@ type topoResp struct {
 	err    error
 }
 
-// topoDo sends a GET to url, prepared by prep.
-func topoDo(c *http.Client, url string, prep func(*http.Request)) topoResp {
+// tpDo sends a GET to url, prepared by prep.
+func tpDo(c *http.Client, url string, prep func(*http.Request)) tpResp {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return topoResp{err: err}
+		return tpResp{err: err}
 	}
 	prep(req)
 	start := time.Now()
 	resp, err := c.Do(req)
 	if err != nil {
-		return topoResp{err: err, dur: time.Since(start)}
+		return tpResp{err: err, dur: time.Since(start)}
 	}
 	defer resp.Body.Close()
 	var body struct{ Reason, Source string }
 	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return topoResp{status: resp.StatusCode, hdr: resp.Header, reason: body.Reason, source: body.Source, dur: time.Since(start)}
+	return tpResp{status: resp.StatusCode, hdr: resp.Header, reason: body.Reason, source: body.Source, dur: time.Since(start)}
 }
 
-// topoWaitFor polls cond every 10ms until it holds, failing after d.
-func topoWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+// tpWaitFor polls cond every 10ms until it holds, failing after d.
+func tpWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -1311,9 +1179,9 @@ func topoWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// topoForEachMaster runs fn on every master of a cluster client, or on
+// tpForEachMaster runs fn on every master of a cluster client, or on
 // the client itself.
-func topoForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
+func tpForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, *redis.Client) error) error {
 	switch c := c.(type) {
 	case *redis.ClusterClient:
 		return c.ForEachMaster(ctx, fn)
@@ -1323,13 +1191,13 @@ func topoForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(con
 	return fmt.Errorf("unexpected client %T", c)
 }
 
-// topoKeysPerMaster counts the keys matching pattern on each master that
+// tpKeysPerMaster counts the keys matching pattern on each master that
 // has any.
-func topoKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
+func tpKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
 	t.Helper()
 	var mu sync.Mutex
 	out := map[string]int64{}
-	err := topoForEachMaster(context.Background(), c, func(ctx context.Context, m *redis.Client) error {
+	err := tpForEachMaster(context.Background(), c, func(ctx context.Context, m *redis.Client) error {
 		var n int64
 		iter := m.Scan(ctx, 0, pattern, 1000).Iterator()
 		for iter.Next(ctx) {
@@ -1348,26 +1216,18 @@ func topoKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) ma
 	return out
 }
 
-func topoSum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-// topoSessionCookie is a valid legacy cookie (testKeyPairs) naming id,
+// tpSessionCookie is a valid legacy cookie (bridgetest.KeyPairs) naming id,
 // whether or not a session with that ID exists.
-func topoSessionCookie(t testing.TB, id string) *http.Cookie {
+func tpSessionCookie(t testing.TB, id string) *http.Cookie {
 	t.Helper()
-	v, err := securecookie.EncodeMulti(testSessionName, id, securecookie.CodecsFromPairs(testKeyPairs()...)...)
+	v, err := securecookie.EncodeMulti(bridgetest.SessionName, id, securecookie.CodecsFromPairs(bridgetest.KeyPairs()...)...)
 	if err != nil {
 		t.Fatalf("encode cookie: %v", err)
 	}
-	return &http.Cookie{Name: testSessionName, Value: v}
+	return &http.Cookie{Name: bridgetest.SessionName, Value: v}
 }
 
-func topoRandom() string {
+func tpRandom() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

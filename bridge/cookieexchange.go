@@ -39,7 +39,7 @@ func (b *Bridge) CookieExchangeHandler() http.Handler {
 		now := b.cfg.Now()
 		e, err := b.verifier.verifyAt(tok, now)
 		if err != nil {
-			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: tokenReason(err, ReasonBearerInvalid), Err: err})
+			b.cfg.ErrorHandler(w, r, &Rejection{Status: http.StatusUnauthorized, Reason: tokenReason(err, fromBearer), Err: err})
 			return
 		}
 		if !b.setTokenCookie(w, tok, e.exp, now) {

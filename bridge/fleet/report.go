@@ -1,0 +1,269 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sessionbridge/sessionbridge/bridge"
+)
+
+// Totals are the report's sums over every route. Their JSON form is the
+// sources' counts with converted (and retired, when any) beside them.
+type Totals struct {
+	bridge.SourceCounts
+	Converted uint64
+	// Retired counts converted sessions deleted (Config.RetireSessions).
+	Retired uint64
+}
+
+// MarshalJSON writes the counts by source, converted and retired.
+func (t Totals) MarshalJSON() ([]byte, error) {
+	counts, err := t.SourceCounts.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	out := append(counts[:len(counts)-1], `,"converted":`...)
+	out = strconv.AppendUint(out, t.Converted, 10)
+	if t.Retired > 0 {
+		out = append(out, `,"retired":`...)
+		out = strconv.AppendUint(out, t.Retired, 10)
+	}
+	return append(out, '}'), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (t *Totals) UnmarshalJSON(data []byte) error {
+	var rest struct {
+		Converted uint64 `json:"converted"`
+		Retired   uint64 `json:"retired"`
+	}
+	if err := json.Unmarshal(data, &rest); err != nil {
+		return fmt.Errorf("fleet: totals: %w", err)
+	}
+	t.Converted, t.Retired = rest.Converted, rest.Retired
+	return t.SourceCounts.UnmarshalJSON(data)
+}
+
+// HourCounts are one route's counts in one hour.
+type HourCounts struct {
+	Hour   time.Time
+	Counts bridge.SourceCounts
+}
+
+// RouteReport is one route's line in the report.
+type RouteReport struct {
+	Route        string              `json:"route"`
+	Mode         string              `json:"mode"`
+	Counts       bridge.SourceCounts `json:"counts"`
+	Converted    uint64              `json:"converted"`
+	Retired      uint64              `json:"retired,omitempty"`
+	SessionShare float64             `json:"session_share"`
+	// Rejections counts refused credentials by reason (only the reasons
+	// seen).
+	Rejections bridge.ReasonCounts `json:"rejections"`
+
+	// Hourly counts (oldest first, one per hour of the window) and
+	// ReadyToSwitch feed the dashboard and the CLI; they are not part of
+	// the JSON report.
+	Hourly        []HourCounts `json:"-"`
+	ReadyToSwitch bool         `json:"-"`
+}
+
+// Report is the fleet-wide migration report.
+type Report struct {
+	GeneratedAt time.Time     `json:"generated_at"`
+	Scope       string        `json:"scope"`
+	Since       time.Time     `json:"since"`
+	Totals      Totals        `json:"totals"`
+	Routes      []RouteReport `json:"routes"`
+	// DistinctSessions estimates (HyperLogLog) the distinct legacy
+	// sessions seen in the window's days: sessions still in use.
+	DistinctSessions int64 `json:"distinct_sessions"`
+	// ReadyAfter is the period behind RouteReport.ReadyToSwitch.
+	ReadyAfter time.Duration `json:"-"`
+}
+
+// Report reads the hourly counts from since (clamped to the retention; zero
+// for all of it) to now. Each route's mode is the one the attached Bridge
+// runs it in; without a Bridge (bridgectl), the run-time override, else
+// the mode the instances last published.
+func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
+	var modes map[string]bridge.Mode
+	if b := f.b.Load(); b != nil {
+		modes = routeModes(b)
+	}
+	k := f.keys
+	now := f.now().UTC()
+	oldest := now.Add(-f.cfg.Retention).Truncate(time.Hour)
+	if since.IsZero() || since.Before(oldest) {
+		since = oldest
+	}
+	since = since.UTC().Truncate(time.Hour)
+	var hours []time.Time
+	for h := since; !h.After(now); h = h.Add(time.Hour) {
+		hours = append(hours, h)
+	}
+	var days []string
+	for d := since.Truncate(24 * time.Hour); !d.After(now); d = d.Add(24 * time.Hour) {
+		days = append(days, k.day(d))
+	}
+
+	hourCmds := make([]*redis.MapStringStringCmd, len(hours))
+	var pf *redis.IntCmd
+	var effective, overrides *redis.MapStringStringCmd
+	_, err := f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, h := range hours {
+			hourCmds[i] = p.HGetAll(ctx, k.hour(h))
+		}
+		if len(days) > 0 { // none when since is in the future: PFCOUNT needs a key
+			pf = p.PFCount(ctx, days...)
+		}
+		effective = p.HGetAll(ctx, k.effective())
+		overrides = p.HGetAll(ctx, k.modes())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("fleet: read report: %w", err)
+	}
+
+	rep := &Report{GeneratedAt: now, Scope: "fleet", Since: since, Routes: []RouteReport{}}
+	if pf != nil {
+		rep.DistinctSessions = pf.Val()
+	}
+	rep.ReadyAfter = f.cfg.ReadyAfter
+	byRoute := map[string]*RouteReport{}
+	route := func(name string) *RouteReport {
+		r := byRoute[name]
+		if r == nil {
+			r = &RouteReport{Route: name, Hourly: make([]HourCounts, len(hours))}
+			for i, h := range hours {
+				r.Hourly[i].Hour = h
+			}
+			byRoute[name] = r
+		}
+		return r
+	}
+	for i, cmd := range hourCmds {
+		for field, v := range cmd.Val() {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				continue
+			}
+			parts := strings.Split(field, fieldSep)
+			switch {
+			case parts[0] == fieldRequest && len(parts) == 4:
+				s, ok := bridge.ParseSource(parts[3])
+				if !ok {
+					continue
+				}
+				r := route(parts[1])
+				r.Counts.Add(s, n)
+				r.Hourly[i].Counts.Add(s, n)
+			case parts[0] == fieldConverted && len(parts) == 2:
+				route(parts[1]).Converted += n
+			case parts[0] == fieldRetired && len(parts) == 2:
+				route(parts[1]).Retired += n
+			case parts[0] == fieldRejection && len(parts) == 3:
+				if reason, ok := bridge.ParseReason(parts[2]); ok {
+					route(parts[1]).Rejections.Add(reason, n)
+				}
+			}
+		}
+	}
+	for name := range modes {
+		route(name)
+	}
+	for name := range effective.Val() {
+		route(name)
+	}
+	for name, r := range byRoute {
+		m, ok := modes[name]
+		if !ok {
+			if s, found := overrides.Val()[name]; found {
+				m, _ = bridge.ParseMode(s)
+			} else {
+				m, _ = bridge.ParseMode(effective.Val()[name])
+			}
+		}
+		r.Mode = m.String()
+		r.SessionShare = r.Counts.SessionShare()
+		r.ReadyToSwitch = m == bridge.Dual && readyToSwitch(r.Hourly, now, rep.ReadyAfter)
+		for s, n := range r.Counts.All() {
+			rep.Totals.Add(s, n)
+		}
+		rep.Totals.Converted += r.Converted
+		rep.Totals.Retired += r.Retired
+		rep.Routes = append(rep.Routes, *r)
+	}
+	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
+	return rep, nil
+}
+
+// readyToSwitch: over the last period, requests were authenticated and
+// none by a session.
+func readyToSwitch(hourly []HourCounts, now time.Time, period time.Duration) bool {
+	from := now.Add(-period)
+	if len(hourly) == 0 || hourly[0].Hour.After(from) {
+		return false // the window does not cover the period
+	}
+	var authenticated uint64
+	for _, h := range hourly {
+		if h.Hour.Add(time.Hour).Before(from) {
+			continue
+		}
+		if h.Counts.Of(bridge.SourceSession) > 0 {
+			return false
+		}
+		authenticated += h.Counts.Authenticated()
+	}
+	return authenticated > 0
+}
+
+// sinceParam parses the report's ?since= parameter: an RFC 3339 time or a
+// duration back from now ("24h").
+func sinceParam(r *http.Request, now time.Time) (time.Time, error) {
+	s := r.URL.Query().Get("since")
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("since %q: want an RFC 3339 time or a duration such as 24h", s)
+	}
+	return t, nil
+}
+
+// ReportHandler serves the fleet-wide report as JSON (?since= narrows the
+// window). Mount it behind admin authentication in production.
+func (f *Fleet) ReportHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		since, err := sinceParam(r, f.now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rep, err := f.Report(r.Context(), since)
+		if err != nil {
+			f.log().Warn("fleet: report unavailable", "error", err)
+			http.Error(w, "report unavailable: redis did not answer", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	})
+}
