@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // xchRequest builds a request to the exchange endpoint on host app.test.
@@ -121,15 +123,15 @@ func TestCookieExchange(t *testing.T) {
 		tok     string // the token the cookie must hold
 		reason  string // of a refusal
 	}{
-		{name: "bearer", method: "POST", target: "/auth/cookie", hdr: bearer(valid), status: 204, cookie: set, tok: valid},
+		{name: "bearer", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 204, cookie: set, tok: valid},
 		{name: "bearer, lower-case scheme", method: "POST", target: "/auth/cookie", hdr: http.Header{"Authorization": {"bearer " + valid}}, status: 204, cookie: set, tok: valid},
 		{name: "bearer, same-origin fetch", method: "POST", target: "/auth/cookie",
-			hdr: hdrWith(bearer(valid), "Sec-Fetch-Site", "same-origin"), status: 204, cookie: set, tok: valid},
+			hdr: hdrWith(webtest.Bearer(valid), "Sec-Fetch-Site", "same-origin"), status: 204, cookie: set, tok: valid},
 		{name: "bearer, same Origin", method: "POST", target: "/auth/cookie",
-			hdr: hdrWith(bearer(valid), "Origin", "https://app.test"), status: 204, cookie: set, tok: valid},
-		{name: "Max-Age follows a short token", method: "POST", target: "/auth/cookie", hdr: bearer(short), status: 204, cookie: set, tok: short},
-		{name: "IdP token", method: "POST", target: "/auth/cookie", hdr: bearer(idpTok), status: 204, cookie: set, tok: idpTok},
-		{name: "bearer replaces another JWT cookie", method: "POST", target: "/auth/cookie", hdr: bearer(short),
+			hdr: hdrWith(webtest.Bearer(valid), "Origin", "https://app.test"), status: 204, cookie: set, tok: valid},
+		{name: "Max-Age follows a short token", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(short), status: 204, cookie: set, tok: short},
+		{name: "IdP token", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(idpTok), status: 204, cookie: set, tok: idpTok},
+		{name: "bearer replaces another JWT cookie", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(short),
 			cookies: []*http.Cookie{{Name: DefaultCookieName, Value: valid}}, status: 204, cookie: set, tok: short},
 
 		{name: "token in a form body", method: "POST", target: "/auth/cookie", body: form, ctype: "application/x-www-form-urlencoded",
@@ -145,26 +147,26 @@ func TestCookieExchange(t *testing.T) {
 			status: 401, cookie: none, reason: "no_credentials"},
 		{name: "token scheme", method: "POST", target: "/auth/cookie", hdr: http.Header{"Authorization": {"Token " + valid}},
 			status: 401, cookie: none, reason: "no_credentials"},
-		{name: "forged", method: "POST", target: "/auth/cookie", hdr: bearer(forged), status: 401, cookie: none, reason: "bearer_invalid"},
-		{name: "garbage", method: "POST", target: "/auth/cookie", hdr: bearer("not.a.jwt"), status: 401, cookie: none, reason: "bearer_invalid"},
-		{name: "wrong audience", method: "POST", target: "/auth/cookie", hdr: bearer(wrongAud), status: 401, cookie: none, reason: "bearer_invalid"},
-		{name: "expired", method: "POST", target: "/auth/cookie", hdr: bearer(expired), status: 401, cookie: none, reason: "bearer_expired"},
-		{name: "expired within the leeway", method: "POST", target: "/auth/cookie", hdr: bearer(withinLeeway), status: 401, cookie: none, reason: "bearer_expired"},
-		{name: "revoked", method: "POST", target: "/auth/cookie", hdr: bearer(revoked), status: 401, cookie: none, reason: "bearer_revoked"},
+		{name: "forged", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(forged), status: 401, cookie: none, reason: "bearer_invalid"},
+		{name: "garbage", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer("not.a.jwt"), status: 401, cookie: none, reason: "bearer_invalid"},
+		{name: "wrong audience", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(wrongAud), status: 401, cookie: none, reason: "bearer_invalid"},
+		{name: "expired", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(expired), status: 401, cookie: none, reason: "bearer_expired"},
+		{name: "expired within the leeway", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(withinLeeway), status: 401, cookie: none, reason: "bearer_expired"},
+		{name: "revoked", method: "POST", target: "/auth/cookie", hdr: webtest.Bearer(revoked), status: 401, cookie: none, reason: "bearer_revoked"},
 
-		{name: "cross-site POST", method: "POST", target: "/auth/cookie", hdr: hdrWith(bearer(valid), "Sec-Fetch-Site", "cross-site"),
+		{name: "cross-site POST", method: "POST", target: "/auth/cookie", hdr: hdrWith(webtest.Bearer(valid), "Sec-Fetch-Site", "cross-site"),
 			status: 403, cookie: none, reason: "cross_origin"},
-		{name: "same-site POST from a sibling", method: "POST", target: "/auth/cookie", hdr: hdrWith(bearer(valid), "Sec-Fetch-Site", "same-site"),
+		{name: "same-site POST from a sibling", method: "POST", target: "/auth/cookie", hdr: hdrWith(webtest.Bearer(valid), "Sec-Fetch-Site", "same-site"),
 			status: 403, cookie: none, reason: "cross_origin"},
-		{name: "POST from another Origin", method: "POST", target: "/auth/cookie", hdr: hdrWith(bearer(valid), "Origin", "https://evil.example"),
+		{name: "POST from another Origin", method: "POST", target: "/auth/cookie", hdr: hdrWith(webtest.Bearer(valid), "Origin", "https://evil.example"),
 			status: 403, cookie: none, reason: "cross_origin"},
 
-		{name: "GET", method: "GET", target: "/auth/cookie", hdr: bearer(valid), status: 405, cookie: none},
+		{name: "GET", method: "GET", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 405, cookie: none},
 		{name: "GET with the token in the query", method: "GET", target: "/auth/cookie?" + form, status: 405, cookie: none},
-		{name: "HEAD", method: "HEAD", target: "/auth/cookie", hdr: bearer(valid), status: 405, cookie: none},
-		{name: "PUT", method: "PUT", target: "/auth/cookie", hdr: bearer(valid), status: 405, cookie: none},
-		{name: "PATCH", method: "PATCH", target: "/auth/cookie", hdr: bearer(valid), status: 405, cookie: none},
-		{name: "OPTIONS", method: "OPTIONS", target: "/auth/cookie", hdr: bearer(valid), status: 405, cookie: none},
+		{name: "HEAD", method: "HEAD", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 405, cookie: none},
+		{name: "PUT", method: "PUT", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 405, cookie: none},
+		{name: "PATCH", method: "PATCH", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 405, cookie: none},
+		{name: "OPTIONS", method: "OPTIONS", target: "/auth/cookie", hdr: webtest.Bearer(valid), status: 405, cookie: none},
 
 		{name: "DELETE", method: "DELETE", target: "/auth/cookie", cookies: []*http.Cookie{{Name: DefaultCookieName, Value: valid}},
 			status: 204, cookie: cleared},
@@ -218,7 +220,7 @@ func TestCookieExchange(t *testing.T) {
 			}
 		})
 	}
-	checkNoSecrets(t, logsOf(b).String(), valid, short, idpTok, forged, revoked)
+	webtest.CheckNoSecrets(t, logsOf(b).String(), valid, short, idpTok, forged, revoked)
 }
 
 func hdrWith(h http.Header, k, v string) http.Header {
@@ -241,7 +243,7 @@ func TestCookieExchangeCookieSettings(t *testing.T) {
 			b := newTestBridge(t, tc.mod)
 			tok := mintTestToken(t, b, "alice", nil)
 			rec := httptest.NewRecorder()
-			b.CookieExchangeHandler().ServeHTTP(rec, xchRequest("POST", "/auth/cookie", "", "", bearer(tok)))
+			b.CookieExchangeHandler().ServeHTTP(rec, xchRequest("POST", "/auth/cookie", "", "", webtest.Bearer(tok)))
 			if rec.Code != 204 {
 				t.Fatalf("status %d", rec.Code)
 			}
@@ -267,45 +269,45 @@ func TestCookieExchangeEndToEnd(t *testing.T) {
 	router.Use(b.Middleware)
 	ts := httptest.NewTLSServer(router)
 	defer ts.Close()
-	c := newJarClient(t, ts)
+	c := webtest.NewJarClient(t, ts)
 	tok := mintTestToken(t, b, "alice", nil)
 
-	if r := do(t, c, "GET", ts.URL+"/jwt", nil); r.StatusCode != 401 {
+	if r := webtest.Do(t, c, "GET", ts.URL+"/jwt", nil); r.StatusCode != 401 {
 		t.Fatalf("before the exchange: %d", r.StatusCode)
 	}
-	r := do(t, c, "POST", ts.URL+"/auth/cookie", bearer(tok))
+	r := webtest.Do(t, c, "POST", ts.URL+"/auth/cookie", webtest.Bearer(tok))
 	if r.StatusCode != 204 {
 		t.Fatalf("exchange: %d %s", r.StatusCode, r.Body)
 	}
-	if ck := r.cookie(DefaultCookieName); ck == nil || ck.Value != tok {
+	if ck := r.Cookie(DefaultCookieName); ck == nil || ck.Value != tok {
 		t.Fatalf("exchange set %q", r.Header.Values("Set-Cookie"))
 	}
-	r = do(t, c, "GET", ts.URL+"/jwt", nil)
+	r = webtest.Do(t, c, "GET", ts.URL+"/jwt", nil)
 	if r.StatusCode != 200 {
 		t.Fatalf("with the cookie: %d %s", r.StatusCode, r.Body)
 	}
-	if id := r.identity(t); id.Subject != "alice" || id.Source != "jwt_cookie" {
+	if id := identityOf(t, r); id.Subject != "alice" || id.Source != "jwt_cookie" {
 		t.Errorf("identity %+v", id)
 	}
 	// A cross-site POST that rides on the cookie is refused.
-	r = do(t, c, "POST", ts.URL+"/jwt", http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	r = webtest.Do(t, c, "POST", ts.URL+"/jwt", http.Header{"Sec-Fetch-Site": {"cross-site"}})
 	if r.StatusCode != 403 {
 		t.Errorf("cross-site POST with the cookie: %d", r.StatusCode)
 	}
 	// A cross-site exchange is refused and leaves the cookie.
 	other := mintTestToken(t, b, "mallory", nil)
-	r = do(t, c, "POST", ts.URL+"/auth/cookie", hdrWith(bearer(other), "Sec-Fetch-Site", "cross-site"))
-	if r.StatusCode != 403 || r.cookie(DefaultCookieName) != nil {
+	r = webtest.Do(t, c, "POST", ts.URL+"/auth/cookie", hdrWith(webtest.Bearer(other), "Sec-Fetch-Site", "cross-site"))
+	if r.StatusCode != 403 || r.Cookie(DefaultCookieName) != nil {
 		t.Errorf("cross-site exchange: %d, Set-Cookie %q", r.StatusCode, r.Header.Values("Set-Cookie"))
 	}
-	if id := do(t, c, "GET", ts.URL+"/jwt", nil).identity(t); id.Subject != "alice" {
+	if id := identityOf(t, webtest.Do(t, c, "GET", ts.URL+"/jwt", nil)); id.Subject != "alice" {
 		t.Errorf("after the cross-site exchange, subject %q", id.Subject)
 	}
-	r = do(t, c, "DELETE", ts.URL+"/auth/cookie", nil)
+	r = webtest.Do(t, c, "DELETE", ts.URL+"/auth/cookie", nil)
 	if r.StatusCode != 204 {
 		t.Fatalf("DELETE: %d", r.StatusCode)
 	}
-	if r := do(t, c, "GET", ts.URL+"/jwt", nil); r.StatusCode != 401 {
+	if r := webtest.Do(t, c, "GET", ts.URL+"/jwt", nil); r.StatusCode != 401 {
 		t.Errorf("after DELETE: %d", r.StatusCode)
 	}
 }

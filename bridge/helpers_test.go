@@ -10,52 +10,48 @@
 // usable from any internal _test.go file of the package:
 //
 //   - newTestBridge(t, mod): a Bridge with a fresh ES256 key, issuer
-//     testIssuer, audience testAudience, SIDKey testSIDKey, its logs
+//     testIssuer, audience testAudience, SIDKey webtest.SIDKey, its logs
 //     captured (logsOf(b));
 //   - memStore: an in-memory gorilla sessions.Store (values gob-encoded,
 //     as a real store does, so no request shares them), for the tests that
 //     need a legacy session but test nothing of Redis;
 //   - newTestEnv(t, mod): a memStore, a Bridge reading sessions through it
-//     (StoreSource, cookie "session", Now = e.clock.Now), the mux router
-//     of newTestRouter with r.Use(b.Middleware) and an httptest TLS server
-//     in front of it; e.session, e.token and e.jwtCookie make credentials,
-//     and the logs are checked for every credential recorded with e.secret
-//     when the test ends;
-//   - newJarClient(t, ts): a client with a cookie jar that does not follow
-//     redirects; do(t, c, method, url, hdr, cookies...) sends a request and
-//     reads the answer (testResponse: cookie, identity, reason);
+//     (StoreSource, cookie "session", Now = e.clock.Now, a webtest.Clock),
+//     the mux router of newTestRouter with r.Use(b.Middleware) and an
+//     httptest TLS server in front of it; e.session, e.token and
+//     e.jwtCookie make credentials, and the logs are checked for every
+//     credential recorded with e.secret when the test ends;
+//   - identityOf(t, r): the identityHandler body of a webtest.Response;
 //   - testClaims, mintTestToken(t, b, sub, mod), mintTestTokenWith (another
 //     key), tokenClaims (decode without verifying);
 //   - routeCounts, wantRequests, wantReasons: exact counter assertions on
-//     b.Snapshot();
-//   - checkNoSecrets(t, logs, secrets...): credentials stay out of logs.
+//     b.Snapshot().
+//
+// The HTTP and test plumbing (the jar client, Do and its Response, Bearer,
+// the settable Clock, NewLogger, CheckNoSecrets, SIDKey) is package
+// internal/webtest's, shared with internal/bridgetest.
 package bridge
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
 
 	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 const (
@@ -63,9 +59,6 @@ const (
 	testAudience    = "test-api"
 	testSessionName = "session"
 )
-
-// testSIDKey keys the sid hash of the test bridges.
-var testSIDKey = []byte("sid-key-sid-key-sid-key-sid-key-")
 
 // testRoutes are the modes of the test router's routes.
 var testRoutes = Routes{
@@ -76,12 +69,6 @@ var testRoutes = Routes{
 	"/legacy/app": Legacy,
 }
 
-// newLogger returns a debug-level text logger writing into a new buffer.
-func newLogger() (*slog.Logger, *syncbuf.Buffer) {
-	buf := new(syncbuf.Buffer)
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
 var bridgeLogs sync.Map // *Bridge → *syncbuf.Buffer
 
 // logsOf returns the buffer that newTestBridge or newTestEnv pointed b's
@@ -90,26 +77,6 @@ func logsOf(b *Bridge) *syncbuf.Buffer {
 	v, _ := bridgeLogs.Load(b)
 	l, _ := v.(*syncbuf.Buffer)
 	return l
-}
-
-// testClock is a settable clock for Config.Now.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newTestClock() *testClock { return &testClock{now: time.Now().Truncate(time.Second)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // newTestKey returns a new ES256 signing key.
@@ -127,12 +94,12 @@ func newTestKey(t testing.TB) *Key {
 // not nil, changes the configuration before New.
 func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
 	t.Helper()
-	logger, logs := newLogger()
+	logger, logs := webtest.NewLogger()
 	cfg := Config{
 		SigningKey: newTestKey(t),
 		Issuer:     testIssuer,
 		Audience:   testAudience,
-		SIDKey:     testSIDKey,
+		SIDKey:     webtest.SIDKey,
 		Logger:     logger,
 	}
 	if mod != nil {
@@ -298,7 +265,7 @@ func newTestRouter(store sessions.Store) *mux.Router {
 // TLS server: the router of newTestRouter with r.Use(b.Middleware).
 type testEnv struct {
 	store *memStore
-	clock *testClock
+	clock *webtest.Clock
 	b     *Bridge
 	logs  *syncbuf.Buffer
 	ts    *httptest.Server
@@ -323,7 +290,7 @@ func (e *testEnv) secret(s ...string) {
 // (e's store and clock are set when it runs).
 func newTestEnv(t testing.TB, mod func(e *testEnv, c *Config)) *testEnv {
 	t.Helper()
-	e := &testEnv{store: newMemStore(), clock: newTestClock()}
+	e := &testEnv{store: newMemStore(), clock: webtest.NewClock()}
 	router := newTestRouter(e.store)
 	e.b = newTestBridge(t, func(c *Config) {
 		c.Sessions = StoreSource(e.store, testSessionName)
@@ -342,7 +309,7 @@ func newTestEnv(t testing.TB, mod func(e *testEnv, c *Config)) *testEnv {
 		t.Cleanup(func() {
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			checkNoSecrets(t, e.logs.String(), e.secrets...)
+			webtest.CheckNoSecrets(t, e.logs.String(), e.secrets...)
 		})
 	}
 	return e
@@ -371,81 +338,13 @@ func (e *testEnv) jwtCookie(tok string) *http.Cookie {
 	return &http.Cookie{Name: e.b.cfg.CookieName, Value: tok}
 }
 
-// newJarClient returns a client of ts with its own cookie jar that does
-// not follow redirects.
-func newJarClient(t testing.TB, ts *httptest.Server) *http.Client {
-	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatalf("cookiejar.New: %v", err)
-	}
-	c := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	if tr, ok := ts.Client().Transport.(*http.Transport); ok {
-		c.Transport = tr
-	} else {
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-	}
-	return c
-}
-
-// testResponse is a response with its body read.
-type testResponse struct {
-	*http.Response
-	Body string
-}
-
-// cookie returns the Set-Cookie of name in the response, or nil.
-func (r *testResponse) cookie(name string) *http.Cookie {
-	for _, c := range r.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// identity decodes an identityHandler body.
-func (r *testResponse) identity(t testing.TB) identityBody {
+// identityOf decodes an identityHandler body.
+func identityOf(t testing.TB, r *webtest.Response) identityBody {
 	t.Helper()
 	var b identityBody
-	if err := json.Unmarshal([]byte(r.Body), &b); err != nil {
-		t.Fatalf("decode identity %q: %v", r.Body, err)
-	}
+	r.JSON(t, &b)
 	return b
 }
-
-// do sends a request with the headers hdr (and cookies, if any) and reads
-// the whole response.
-func do(t testing.TB, c *http.Client, method, url string, hdr http.Header, cookies ...*http.Cookie) *testResponse {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatalf("NewRequest: %v", err)
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	for _, ck := range cookies {
-		req.AddCookie(ck)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
-	}
-	return &testResponse{Response: resp, Body: string(body)}
-}
-
-// bearer returns a header with Authorization: Bearer tok.
-func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 // testClaims are the claims of a token for sub issued now by b's clock,
 // living b's TokenTTL, with a unique jti.
@@ -491,18 +390,8 @@ func mintTestTokenWith(t testing.TB, key *Key, b *Bridge, sub string, mod func(*
 // tokenClaims decodes a token's payload without verifying it.
 func tokenClaims(t testing.TB, tok string) *Claims {
 	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("token has %d parts, want 3", len(parts))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
 	c := new(Claims)
-	if err := json.Unmarshal(raw, c); err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
+	webtest.TokenPayload(t, tok, c)
 	return c
 }
 
@@ -540,20 +429,6 @@ func wantReasons(t testing.TB, b *Bridge, route string, want map[Reason]uint64) 
 	for r := Reason(0); r < numReasons; r++ {
 		if got := rc.Rejections.Of(r); got != want[r] {
 			t.Errorf("route %s rejections[%v]: got %v, want %v", route, r, got, want[r])
-		}
-	}
-}
-
-// checkNoSecrets fails if logs contain any of secrets (tokens, cookie
-// values, raw session IDs). Empty secrets are ignored.
-func checkNoSecrets(t testing.TB, logs string, secrets ...string) {
-	t.Helper()
-	for _, s := range secrets {
-		if s == "" {
-			continue
-		}
-		if strings.Contains(logs, s) {
-			t.Errorf("logs contain a credential %.12q…:\n%s", s, logs)
 		}
 	}
 }

@@ -17,13 +17,15 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // idFixture is a Bridge with a jwt route and a legacy route whose handler
 // (set per test) receives the identity, on a mux router.
 type idFixture struct {
 	b      *Bridge
-	clock  *testClock
+	clock  *webtest.Clock
 	store  *memStore
 	router *mux.Router
 	// handle is called by both routes; it reads the request's identity.
@@ -32,7 +34,7 @@ type idFixture struct {
 
 func newIDFixture(t *testing.T) *idFixture {
 	t.Helper()
-	f := &idFixture{clock: newTestClock(), store: newMemStore(), router: mux.NewRouter()}
+	f := &idFixture{clock: webtest.NewClock(), store: newMemStore(), router: mux.NewRouter()}
 	h := func(w http.ResponseWriter, r *http.Request) { f.handle(r) }
 	f.router.HandleFunc("/jwt", h)
 	f.router.HandleFunc("/legacy", h)
@@ -197,7 +199,7 @@ func TestIdentityIsTheHandlersOwn(t *testing.T) {
 		cookies []*http.Cookie
 		want    idWant
 	}{
-		{name: "bearer", path: "/jwt", hdr: bearer(tok), want: idWant{subject: "alice", name: "Alice", roles: []string{"user", "admin"},
+		{name: "bearer", path: "/jwt", hdr: webtest.Bearer(tok), want: idWant{subject: "alice", name: "Alice", roles: []string{"user", "admin"},
 			source: SourceJWTBearer, token: tok, claims: claims}},
 		{name: "JWT cookie", path: "/jwt", cookies: []*http.Cookie{{Name: DefaultCookieName, Value: tok}},
 			want: idWant{subject: "alice", name: "Alice", roles: []string{"user", "admin"}, source: SourceJWTCookie, token: tok, claims: claims}},
@@ -288,7 +290,7 @@ func TestIdentityIsTheHandlersOwnConcurrent(t *testing.T) {
 		abuse(id)
 	}
 	// A first request caches the token.
-	if code := f.serve("/jwt", bearer(tok)); code != http.StatusOK {
+	if code := f.serve("/jwt", webtest.Bearer(tok)); code != http.StatusOK {
 		t.Fatalf("first request: status got %d, want 200", code)
 	}
 	var wg sync.WaitGroup
@@ -298,7 +300,7 @@ func TestIdentityIsTheHandlersOwnConcurrent(t *testing.T) {
 				var code int
 				switch (g + i) % 3 {
 				case 0:
-					code = f.serve("/jwt", bearer(tok))
+					code = f.serve("/jwt", webtest.Bearer(tok))
 				case 1:
 					code = f.serve("/jwt", nil, &http.Cookie{Name: DefaultCookieName, Value: tok})
 				default:
@@ -316,7 +318,7 @@ func TestIdentityIsTheHandlersOwnConcurrent(t *testing.T) {
 		id, _ := IdentityFrom(r.Context())
 		want[SourceJWTBearer].check(t, "after the abuse", id)
 	}
-	if code := f.serve("/jwt", bearer(tok)); code != http.StatusOK {
+	if code := f.serve("/jwt", webtest.Bearer(tok)); code != http.StatusOK {
 		t.Fatalf("last request: status got %d, want 200", code)
 	}
 }
@@ -350,7 +352,7 @@ func TestIdentityClaimsDates(t *testing.T) {
 			d.got.Time = time.Unix(1, 0) // through the copy's pointer
 		}
 	}
-	for _, hdr := range []http.Header{bearer(tok), bearer(tok), nil} {
+	for _, hdr := range []http.Header{webtest.Bearer(tok), webtest.Bearer(tok), nil} {
 		var cookies []*http.Cookie
 		if hdr == nil {
 			cookies = []*http.Cookie{{Name: DefaultCookieName, Value: tok}}

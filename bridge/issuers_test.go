@@ -27,6 +27,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 const (
@@ -389,11 +391,11 @@ func TestIdPTokenAccepted(t *testing.T) {
 	router.Use(b.Middleware)
 	ts := httptest.NewServer(router)
 	defer ts.Close()
-	resp := do(t, ts.Client(), http.MethodGet, ts.URL+"/jwt", bearer(idpToken(t, ec, nil)))
+	resp := webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/jwt", webtest.Bearer(idpToken(t, ec, nil)))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /jwt with an IdP token: %d %s", resp.StatusCode, resp.Body)
 	}
-	if id := resp.identity(t); id.Subject != "idp-user" || id.Source != "jwt_bearer" {
+	if id := identityOf(t, resp); id.Subject != "idp-user" || id.Source != "jwt_bearer" {
 		t.Errorf("identity %+v", id)
 	}
 }

@@ -24,6 +24,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // The tests of this file forge tokens by hand (base64url of JSON header
@@ -136,14 +138,14 @@ func oddLength(m map[string]any) {
 // middleware, with a settable clock.
 type tokFixture struct {
 	b     *Bridge
-	clock *testClock
+	clock *webtest.Clock
 	key   *Key // the signing key
 	h     http.Handler
 }
 
 func newTokFixture(t testing.TB, mod func(*Config)) *tokFixture {
 	t.Helper()
-	clock := newTestClock()
+	clock := webtest.NewClock()
 	router := mux.NewRouter()
 	router.HandleFunc("/dual", identityHandler)
 	b := newTestBridge(t, func(c *Config) {
@@ -1015,7 +1017,7 @@ func TestTokenDuplicateMembers(t *testing.T) {
 // TestTokenIssuerBinding: keys are bound to their issuer, in both
 // directions, when the verifier trusts two issuers.
 func TestTokenIssuerBinding(t *testing.T) {
-	clock := newTestClock()
+	clock := webtest.NewClock()
 	own, idp := newTestKey(t), newTestKey(t)
 	const idpName = "https://idp.example"
 	ownIss := ownIssuer(Config{SigningKey: own, Issuer: testIssuer, Audience: testAudience, Leeway: DefaultLeeway, Now: clock.Now})
@@ -1121,7 +1123,7 @@ func TestCheckShape(t *testing.T) {
 
 // countingVerifier is a verifier of testIssuer whose key lookups are
 // counted: a lookup is a signature check.
-func countingVerifier(t testing.TB, clock *testClock, cacheSize int) (*verifier, *Key, *atomic.Int64) {
+func countingVerifier(t testing.TB, clock *webtest.Clock, cacheSize int) (*verifier, *Key, *atomic.Int64) {
 	t.Helper()
 	key := newTestKey(t)
 	lookups := new(atomic.Int64)
@@ -1153,7 +1155,7 @@ func cacheLen(c *tokenCache) int {
 }
 
 func TestTokenCacheSkipsVerification(t *testing.T) {
-	clock := newTestClock()
+	clock := webtest.NewClock()
 	v, key, lookups := countingVerifier(t, clock, 100)
 	f := &tokFixture{clock: clock, key: key}
 	tok := f.valid(t)
@@ -1190,7 +1192,7 @@ func TestTokenCacheSkipsVerification(t *testing.T) {
 }
 
 func TestTokenCacheNeverPastExp(t *testing.T) {
-	clock := newTestClock()
+	clock := webtest.NewClock()
 	v, key, lookups := countingVerifier(t, clock, 100)
 	f := &tokFixture{clock: clock, key: key}
 	exp := clock.Now().Add(time.Minute)
@@ -1262,7 +1264,7 @@ func TestTokenCacheBounded(t *testing.T) {
 		}
 	})
 	t.Run("bridge cache disabled", func(t *testing.T) {
-		clock := newTestClock()
+		clock := webtest.NewClock()
 		v, key, lookups := countingVerifier(t, clock, -1)
 		tok := (&tokFixture{clock: clock, key: key}).valid(t)
 		for range 3 {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/gorilla/mux"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // trDownstream records the Authorization header of every request.
@@ -93,16 +95,16 @@ func TestTransport(t *testing.T) {
 	e := newTestEnv(t, nil)
 	down := newTrDownstream(t)
 	app := trApp(t, e, down.srv.URL)
-	client := newJarClient(t, app)
+	client := webtest.NewJarClient(t, app)
 	jwks := rotJWKS(t, e.b.JWKSHandler())
 
 	sess, sessID := e.session(t, testUser("1"))
 	tok := e.token(t, "1", nil)
 
 	// The JWT the dual route converts the session into.
-	r := do(t, client, "GET", app.URL+"/dual", nil, sess)
+	r := webtest.Do(t, client, "GET", app.URL+"/dual", nil, sess)
 	converted := ""
-	if ck := r.cookie(DefaultCookieName); ck != nil {
+	if ck := r.Cookie(DefaultCookieName); ck != nil {
 		converted = ck.Value
 	}
 	if r.StatusCode != 200 || converted == "" {
@@ -121,21 +123,21 @@ func TestTransport(t *testing.T) {
 		cookies []*http.Cookie
 		want    string // the Authorization seen downstream; minted: a fresh token
 	}{
-		{name: "bearer on a jwt route", path: "/jwt", hdr: bearer(tok), want: "Bearer " + tok},
-		{name: "bearer on a dual route", path: "/dual", hdr: bearer(tok), want: "Bearer " + tok},
-		{name: "bearer on a legacy route", path: "/legacy", hdr: bearer(tok), want: "Bearer " + tok},
-		{name: "bearer wins over a session", path: "/legacy", hdr: bearer(tok), cookies: []*http.Cookie{sess}, want: "Bearer " + tok},
+		{name: "bearer on a jwt route", path: "/jwt", hdr: webtest.Bearer(tok), want: "Bearer " + tok},
+		{name: "bearer on a dual route", path: "/dual", hdr: webtest.Bearer(tok), want: "Bearer " + tok},
+		{name: "bearer on a legacy route", path: "/legacy", hdr: webtest.Bearer(tok), want: "Bearer " + tok},
+		{name: "bearer wins over a session", path: "/legacy", hdr: webtest.Bearer(tok), cookies: []*http.Cookie{sess}, want: "Bearer " + tok},
 		{name: "JWT cookie", path: "/jwt", cookies: []*http.Cookie{e.jwtCookie(tok)}, want: "Bearer " + tok},
 		{name: "session on a legacy route (unconverted)", path: "/legacy", cookies: []*http.Cookie{sess}, want: minted},
 		{name: "session on a dual route (converted)", path: "/dual", cookies: []*http.Cookie{sess}, want: "converted"},
 		{name: "no identity", path: "/legacy", want: ""},
-		{name: "refused bearer on a legacy route", path: "/legacy", hdr: bearer("not.a.token"), want: ""},
-		{name: "existing Authorization left alone", path: "/jwt?preset=1", hdr: bearer(tok), want: "Bearer caller-chosen"},
+		{name: "refused bearer on a legacy route", path: "/legacy", hdr: webtest.Bearer("not.a.token"), want: ""},
+		{name: "existing Authorization left alone", path: "/jwt?preset=1", hdr: webtest.Bearer(tok), want: "Bearer caller-chosen"},
 		{name: "existing Authorization left alone, session", path: "/legacy?preset=1", cookies: []*http.Cookie{sess}, want: "Bearer caller-chosen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &http.Client{Transport: client.Transport} // no jar
-			r := do(t, c, "GET", app.URL+tc.path, tc.hdr, tc.cookies...)
+			r := webtest.Do(t, c, "GET", app.URL+tc.path, tc.hdr, tc.cookies...)
 			if r.StatusCode != 200 {
 				t.Fatalf("status %d: %s", r.StatusCode, r.Body)
 			}
@@ -147,7 +149,7 @@ func TestTransport(t *testing.T) {
 			case minted:
 				checkDownstreamToken(t, e, jwks, got[0], sessID)
 			case "converted":
-				ck := r.cookie(DefaultCookieName)
+				ck := r.Cookie(DefaultCookieName)
 				if ck == nil || got[0] != "Bearer "+ck.Value {
 					t.Errorf("downstream saw %.20q…, want the token just converted", got[0])
 				}
@@ -164,8 +166,8 @@ func TestTransport(t *testing.T) {
 
 	// Each call of an unconverted session gets its own short token.
 	c := &http.Client{Transport: client.Transport}
-	do(t, c, "GET", app.URL+"/legacy", nil, sess)
-	do(t, c, "GET", app.URL+"/legacy", nil, sess)
+	webtest.Do(t, c, "GET", app.URL+"/legacy", nil, sess)
+	webtest.Do(t, c, "GET", app.URL+"/legacy", nil, sess)
 	got := down.take()
 	if len(got) != 2 || got[0] == got[1] {
 		t.Errorf("two calls, tokens %.20q", got)
@@ -223,7 +225,7 @@ func TestTransportRedirect(t *testing.T) {
 	down := newTrDownstream(t)
 	app := trApp(t, e, down.srv.URL)
 	tok := e.token(t, "1", nil)
-	c := &http.Client{Transport: newJarClient(t, app).Transport}
+	c := &http.Client{Transport: webtest.NewJarClient(t, app).Transport}
 
 	for _, tc := range []struct {
 		name      string
@@ -237,7 +239,7 @@ func TestTransportRedirect(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			down.redirect.Store(&tc.to)
 			defer down.redirect.Store(nil)
-			r := do(t, c, "GET", app.URL+"/jwt", bearer(tok))
+			r := webtest.Do(t, c, "GET", app.URL+"/jwt", webtest.Bearer(tok))
 			if r.StatusCode != 200 {
 				t.Fatalf("status %d: %s", r.StatusCode, r.Body)
 			}

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/sessions"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/redis/go-redis/v9"
@@ -107,19 +105,19 @@ func described(c prometheus.Collector) []string {
 
 // promWant is the request, conversion and rejection series a tally of
 // served requests must produce, modes as in bridgetest.Routes.
-func promWant(tally *pmTally) map[string]float64 {
+func promWant(tally *bridgetest.Tally) map[string]float64 {
 	out := map[string]float64{}
-	for route, w := range tally.want() {
+	for route, w := range tally.Want() {
 		mode := bridgetest.Routes[route].String()
-		for s, n := range w.counts.All() {
+		for s, n := range w.Counts.All() {
 			if n > 0 {
 				out[fmt.Sprintf(`sessionbridge_requests_total{mode=%q,route=%q,source=%q}`, mode, route, s)] = float64(n)
 			}
 		}
-		if w.converted > 0 {
-			out[fmt.Sprintf(`sessionbridge_conversions_total{route=%q}`, route)] = float64(w.converted)
+		if w.Converted > 0 {
+			out[fmt.Sprintf(`sessionbridge_conversions_total{route=%q}`, route)] = float64(w.Converted)
 		}
-		for reason, n := range w.rejections {
+		for reason, n := range w.Rejections {
 			out[fmt.Sprintf(`sessionbridge_rejections_total{reason=%q,route=%q}`, reason, route)] = float64(n)
 		}
 	}
@@ -131,16 +129,13 @@ func promWant(tally *pmTally) map[string]float64 {
 // per (route, reason), and the flush's health, as counters and a gauge.
 func TestPrometheusCollector(t *testing.T) {
 	srv := redistest.New(t)
-	key := bridgetest.NewKey(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	x := newPmInstance(t, "web-0", key, store, srv.Client())
-	creds := newPmCreds(t, key, x.b, store, 5)
-	tally := newPmTally()
+	tr := bridgetest.NewTraffic(t, 5)
+	x := newPmInstance(t, "web-0", tr, srv.Client())
 	b, f := x.b, x.f
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(bridgeprom.NewCollector(b, f))
-	x.drive(t, creds, tally, 3)
+	tr.Drive(t, x.h, 3)
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +148,8 @@ func TestPrometheusCollector(t *testing.T) {
 
 	types := map[string]string{}
 	got := gatherFrom(t, reg, types)
-	want := promWant(tally)
-	total := float64(tally.total())
+	want := promWant(tr.Tally)
+	total := float64(tr.Tally.Total())
 	want[`sessionbridge_flushed_requests_total`] = total
 	want[`sessionbridge_flush_errors_total`] = 0
 	want[`sessionbridge_flush_pending_requests`] = 0
@@ -188,7 +183,7 @@ func TestPrometheusCollector(t *testing.T) {
 	}
 
 	// Values are read at scrape time.
-	pmServe(x.h, "/jwt", pmSession, creds, 0)
+	bridgetest.Serve(x.h, "/jwt", bridgetest.KindSession, tr.Creds, 0)
 	got = gatherFrom(t, reg, nil)
 	if k := `sessionbridge_rejections_total{reason="session_on_jwt_route",route="/jwt"}`; got[k] != want[k]+1 {
 		t.Errorf("%s = %v after one more, want %v", k, got[k], want[k]+1)
@@ -198,7 +193,7 @@ func TestPrometheusCollector(t *testing.T) {
 	srv.Pause()
 	defer srv.Resume()
 	for i := range 4 {
-		pmServe(x.h, "/legacy", pmBearer, creds, i)
+		bridgetest.Serve(x.h, "/legacy", bridgetest.KindBearer, tr.Creds, i)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -233,13 +228,11 @@ func TestPrometheusCollector(t *testing.T) {
 // about the bound; which hashes reached Redis is read on the wire.
 func TestPrometheusDroppedSessionHashes(t *testing.T) {
 	srv := redistest.New(t)
-	key := bridgetest.NewKey(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
+	tr := bridgetest.NewTraffic(t, 5)
 	rdb := srv.Client()
 	pfadds := new(pmPFAddRecorder)
 	rdb.AddHook(pfadds)
-	x := newPmInstance(t, "web-0", key, store, rdb)
-	creds := newPmCreds(t, key, x.b, store, 5)
+	x := newPmInstance(t, "web-0", tr, rdb)
 
 	bound := pmSessionHashBound(t, rdb)
 	const fillerPrefix = "filler-"
@@ -250,7 +243,7 @@ func TestPrometheusDroppedSessionHashes(t *testing.T) {
 		t.Fatalf("%d hashes dropped while filling the buffer to %d of %d", d, bound-2, bound)
 	}
 	for i := range 10 { // 5 sessions, twice each
-		pmServe(x.h, "/legacy", pmSession, creds, i)
+		bridgetest.Serve(x.h, "/legacy", bridgetest.KindSession, tr.Creds, i)
 	}
 	if got := gatherMetrics(t, x.b, x.f)[`sessionbridge_flush_dropped_total{kind="session_hash"}`]; got != 6 {
 		t.Errorf(`dropped session hashes = %v, want 6 (3 sessions past the bound, each seen twice)`, got)
@@ -270,7 +263,8 @@ func TestPrometheusDroppedSessionHashes(t *testing.T) {
 		t.Errorf("hashes sent to Redis: %d fillers and %d sessions, want %d and the 2 kept", fillers, kept, bound-2)
 	}
 	// HyperLogLog's standard error is 0.81%.
-	if n := pmReport(t, x.f).DistinctSessions; n < int64(bound)*97/100 || n > int64(bound)*103/100 {
+	rep := bridgetest.Within(t, "Report", func(ctx context.Context) (*fleet.Report, error) { return x.f.Report(ctx, time.Time{}) })
+	if n := rep.DistinctSessions; n < int64(bound)*97/100 || n > int64(bound)*103/100 {
 		t.Errorf("distinct sessions %d, want about %d (the fillers and the 2 kept)", n, bound)
 	}
 }
@@ -289,10 +283,10 @@ func TestPrometheusWithoutFleet(t *testing.T) {
 	router.Use(b.Middleware)
 	c := bridgeprom.NewCollector(b, nil)
 	reg.MustRegister(c)
-	creds := &pmCreds{bearer: []string{key.Mint(t, b, "1", nil)}}
+	creds := &bridgetest.Creds{Bearer: []string{key.Mint(t, b, "1", nil)}}
 	for i := range 3 {
-		pmServe(router, pmPath("/dual/{id}"), pmBearer, creds, i)
-		pmServe(router, "/jwt", pmAnon, creds, i)
+		bridgetest.Serve(router, bridgetest.RoutePath("/dual/{id}"), bridgetest.KindBearer, creds, i)
+		bridgetest.Serve(router, "/jwt", bridgetest.KindAnon, creds, i)
 	}
 	got := gatherFrom(t, reg, nil)
 	want := map[string]float64{
@@ -354,7 +348,7 @@ func TestPrometheusUnmatchedRoute(t *testing.T) {
 	// the middleware counts the rest.
 	router.NotFoundHandler = b.Middleware(http.NotFoundHandler())
 	for i := range 20 {
-		pmServe(router, fmt.Sprintf("/random/%d", i), pmAnon, &pmCreds{}, 0)
+		bridgetest.Serve(router, fmt.Sprintf("/random/%d", i), bridgetest.KindAnon, &bridgetest.Creds{}, 0)
 	}
 	got := gatherMetrics(t, b, nil)
 	if v := got[`sessionbridge_requests_total{mode="legacy",route="unmatched",source="anonymous"}`]; v != 20 {
@@ -365,176 +359,7 @@ func TestPrometheusUnmatchedRoute(t *testing.T) {
 	}
 }
 
-// --- traffic of every kind on every route, and its tally ---
-
-// pmKind is the credential a test request carries.
-type pmKind int
-
-const (
-	pmAnon      pmKind = iota // nothing
-	pmBearer                  // a valid bearer token
-	pmCookie                  // a valid JWT cookie
-	pmSession                 // a legacy session cookie (gorilla CookieStore)
-	pmBadBearer               // a bearer token signed by an unknown key
-	numPmKinds
-)
-
-func (k pmKind) String() string {
-	return [...]string{"anonymous", "bearer", "jwt_cookie", "session", "bad_bearer"}[k]
-}
-
-// pmExpect is how the counting rules count a request of kind k on a route
-// in mode m: its source, the reason counted (if any), whether the session
-// is converted, and the status answered.
-func pmExpect(m bridge.Mode, k pmKind) (src bridge.Source, reason bridge.Reason, hasReason, converted bool, status int) {
-	switch k {
-	case pmBearer:
-		return bridge.SourceJWTBearer, 0, false, false, http.StatusOK
-	case pmCookie:
-		return bridge.SourceJWTCookie, 0, false, false, http.StatusOK
-	case pmBadBearer:
-		if m == bridge.Legacy {
-			return bridge.SourceRejected, bridge.ReasonBearerInvalid, true, false, http.StatusOK
-		}
-		return bridge.SourceRejected, bridge.ReasonBearerInvalid, true, false, http.StatusUnauthorized
-	case pmSession:
-		switch m {
-		case bridge.Legacy:
-			return bridge.SourceSession, 0, false, false, http.StatusOK
-		case bridge.Dual:
-			return bridge.SourceSession, 0, false, true, http.StatusOK
-		default:
-			return bridge.SourceRejected, bridge.ReasonSessionOnJWT, true, false, http.StatusUnauthorized
-		}
-	default:
-		if m == bridge.Legacy {
-			return bridge.SourceAnonymous, 0, false, false, http.StatusOK
-		}
-		return bridge.SourceAnonymous, bridge.ReasonNoCredentials, true, false, http.StatusUnauthorized
-	}
-}
-
-// pmPath is a concrete path of a test route template.
-func pmPath(route string) string { return strings.ReplaceAll(route, "{id}", "42") }
-
-// pmRoutes are bridgetest.Routes' templates, sorted.
-func pmRoutes() []string {
-	var out []string
-	for r := range bridgetest.Routes {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// pmCreds are the credentials test requests carry.
-type pmCreds struct {
-	bearer   []string
-	cookie   []string
-	sessions []*http.Cookie
-	bad      string
-}
-
-// newPmCreds mints tokens with key for b and saves nSessions sessions
-// with store.
-func newPmCreds(t testing.TB, key *bridgetest.Key, b *bridge.Bridge, store sessions.Store, nSessions int) *pmCreds {
-	t.Helper()
-	c := &pmCreds{}
-	for i := range 3 {
-		c.bearer = append(c.bearer, key.Mint(t, b, fmt.Sprint("bearer-", i), nil))
-		c.cookie = append(c.cookie, key.Mint(t, b, fmt.Sprint("cookie-", i), nil))
-	}
-	c.bad = bridgetest.NewKey(t).Mint(t, b, "forger", nil)
-	for i := range nSessions {
-		ck, _ := bridgetest.SaveSession(t, store, bridgetest.User(fmt.Sprint(100+i)))
-		c.sessions = append(c.sessions, ck)
-	}
-	return c
-}
-
-// pmServe sends one GET of kind k to path through h and returns the
-// recorder.
-func pmServe(h http.Handler, path string, k pmKind, c *pmCreds, i int) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(http.MethodGet, "https://app.test"+path, nil)
-	switch k {
-	case pmBearer:
-		r.Header.Set("Authorization", "Bearer "+c.bearer[i%len(c.bearer)])
-	case pmCookie:
-		r.AddCookie(&http.Cookie{Name: bridge.DefaultCookieName, Value: c.cookie[i%len(c.cookie)]})
-	case pmSession:
-		r.AddCookie(c.sessions[i%len(c.sessions)])
-	case pmBadBearer:
-		r.Header.Set("Authorization", "Bearer "+c.bad)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
-}
-
-// pmTally counts what was served, per route and kind.
-type pmTally struct {
-	mu sync.Mutex
-	n  map[string]*[numPmKinds]uint64
-}
-
-func newPmTally() *pmTally { return &pmTally{n: map[string]*[numPmKinds]uint64{}} }
-
-func (t *pmTally) add(route string, k pmKind) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	a := t.n[route]
-	if a == nil {
-		a = new([numPmKinds]uint64)
-		t.n[route] = a
-	}
-	a[k]++
-}
-
-// pmRouteWant is one route's expected counts.
-type pmRouteWant struct {
-	counts     bridge.SourceCounts
-	converted  uint64
-	rejections map[string]uint64
-}
-
-// want turns the tally into expected counts per route, modes as
-// configured in bridgetest.Routes.
-func (t *pmTally) want() map[string]*pmRouteWant {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := map[string]*pmRouteWant{}
-	for route, a := range t.n {
-		w := &pmRouteWant{rejections: map[string]uint64{}}
-		for k := pmKind(0); k < numPmKinds; k++ {
-			n := a[k]
-			if n == 0 {
-				continue
-			}
-			src, reason, hasReason, conv, _ := pmExpect(bridgetest.Routes[route], k)
-			w.counts.Add(src, n)
-			if hasReason {
-				w.rejections[reason.String()] += n
-			}
-			if conv {
-				w.converted += n
-			}
-		}
-		out[route] = w
-	}
-	return out
-}
-
-func (t *pmTally) total() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var n uint64
-	for _, a := range t.n {
-		for _, v := range a {
-			n += v
-		}
-	}
-	return n
-}
+// --- an instance of the fleet, serving bridgetest.Traffic ---
 
 // pmInstance is one Bridge with its Fleet and its own router.
 type pmInstance struct {
@@ -543,65 +368,19 @@ type pmInstance struct {
 	h http.Handler
 }
 
-// newPmInstance builds a Bridge with a Fleet on rdb (not running: tests
-// flush by hand) and its own mux router carrying bridgetest.Routes,
-// reading sessions from store.
-func newPmInstance(t testing.TB, id string, key *bridgetest.Key, store sessions.Store, rdb redis.UniversalClient) *pmInstance {
+// newPmInstance builds a Fleet on rdb and a Bridge of tr using it (see
+// bridgetest.Traffic.NewBridge). The Fleet does not run (tests flush by
+// hand, with their own deadlines), so its intervals and FlushTimeout are
+// the defaults.
+func newPmInstance(t testing.TB, id string, tr *bridgetest.Traffic, rdb redis.UniversalClient) *pmInstance {
 	t.Helper()
-	f, err := fleet.New(fleet.Config{
-		Redis:               rdb,
-		InstanceID:          id,
-		FlushInterval:       30 * time.Millisecond,
-		FlushTimeout:        200 * time.Millisecond,
-		ModeRefreshInterval: time.Hour,
-	})
+	f, err := fleet.New(fleet.Config{Redis: rdb, InstanceID: id})
 	if err != nil {
 		t.Fatalf("fleet.New: %v", err)
 	}
-	router := bridgetest.NewRouter(nil)
-	b, _, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
-		c.SigningKey = key.Key
-		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
-		c.Routes = bridgetest.Routes
-		c.Router = router
-		c.Fleet = f
-	})
-	router.Use(b.Middleware)
-	return &pmInstance{b: b, f: f, h: router}
-}
-
-// drive sends rounds of one request per (route, kind) through in,
-// checking each status and recording it in tally.
-func (in *pmInstance) drive(t testing.TB, c *pmCreds, tally *pmTally, rounds int) {
-	t.Helper()
-	routes := pmRoutes()
-	for i := range rounds {
-		for _, route := range routes {
-			for k := pmKind(0); k < numPmKinds; k++ {
-				w := pmServe(in.h, pmPath(route), k, c, i)
-				_, _, _, conv, status := pmExpect(bridgetest.Routes[route], k)
-				if w.Code != status {
-					t.Errorf("%s %s: status %d, want %d", route, k, w.Code, status)
-				}
-				if conv && !strings.Contains(w.Header().Get("Set-Cookie"), bridge.DefaultCookieName+"=") {
-					t.Errorf("%s %s: no JWT cookie set", route, k)
-				}
-				tally.add(route, k)
-			}
-		}
-	}
-}
-
-// pmReport reads the fleet report through f.
-func pmReport(t testing.TB, f *fleet.Fleet) *fleet.Report {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	rep, err := f.Report(ctx, time.Time{})
-	if err != nil {
-		t.Fatalf("Report: %v", err)
-	}
-	return rep
+	in := &pmInstance{f: f}
+	in.b, in.h, _ = tr.NewBridge(t, f)
+	return in
 }
 
 // pmSessionHashBound is how many session hashes a Fleet buffers between

@@ -37,10 +37,7 @@ var ftDashboardRoutes = bridge.Routes{
 func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.Bridge, *bridgetest.Key, *sessions.CookieStore, *httptest.Server) {
 	t.Helper()
 	srv := redistest.New(t)
-	f, err := New(Config{Redis: srv.Client()})
-	if err != nil {
-		t.Fatalf("fleet.New: %v", err)
-	}
+	f := ftNewFleet(t, Config{Redis: srv.Client()})
 	store := sessions.NewCookieStore(bridgetest.HashKey)
 	router := mux.NewRouter()
 	for tmpl := range ftDashboardRoutes {

@@ -2,18 +2,15 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
@@ -28,183 +25,8 @@ import (
 // lost and flushes re-sent, and the fleet report compared with what was
 // served, exactly.
 
-// ftKind is the credential a fleet test request carries.
-type ftKind int
-
-const (
-	ftAnon      ftKind = iota // nothing
-	ftBearer                  // a valid bearer token
-	ftCookie                  // a valid JWT cookie
-	ftSession                 // a legacy session cookie (gorilla CookieStore)
-	ftBadBearer               // a bearer token signed by an unknown key
-	ftNumKinds
-)
-
-func (k ftKind) String() string {
-	return [...]string{"anonymous", "bearer", "jwt_cookie", "session", "bad_bearer"}[k]
-}
-
-// ftExpect is how the counting rules count a request of kind k on a route
-// in mode m: its source, the reason counted (if any), whether the session
-// is converted, and the status answered.
-func ftExpect(m bridge.Mode, k ftKind) (src bridge.Source, reason bridge.Reason, hasReason, converted bool, status int) {
-	switch k {
-	case ftBearer:
-		return bridge.SourceJWTBearer, 0, false, false, http.StatusOK
-	case ftCookie:
-		return bridge.SourceJWTCookie, 0, false, false, http.StatusOK
-	case ftBadBearer:
-		if m == bridge.Legacy {
-			return bridge.SourceRejected, bridge.ReasonBearerInvalid, true, false, http.StatusOK
-		}
-		return bridge.SourceRejected, bridge.ReasonBearerInvalid, true, false, http.StatusUnauthorized
-	case ftSession:
-		switch m {
-		case bridge.Legacy:
-			return bridge.SourceSession, 0, false, false, http.StatusOK
-		case bridge.Dual:
-			return bridge.SourceSession, 0, false, true, http.StatusOK
-		default:
-			return bridge.SourceRejected, bridge.ReasonSessionOnJWT, true, false, http.StatusUnauthorized
-		}
-	default:
-		if m == bridge.Legacy {
-			return bridge.SourceAnonymous, 0, false, false, http.StatusOK
-		}
-		return bridge.SourceAnonymous, bridge.ReasonNoCredentials, true, false, http.StatusUnauthorized
-	}
-}
-
-// ftPath is a concrete path of a test route template.
-func ftPath(route string) string { return strings.ReplaceAll(route, "{id}", "42") }
-
-// ftRoutes are bridgetest.Routes' templates, sorted.
-func ftRoutes() []string {
-	var out []string
-	for r := range bridgetest.Routes {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// ftCreds are the credentials fleet test requests carry; every instance
-// shares the signing key and the session store's keys.
-type ftCreds struct {
-	bearer   []string
-	cookie   []string
-	sessions []*http.Cookie
-	bad      string
-}
-
-// ftNewCreds mints tokens with key (bridgetest.Issuer and Audience, the
-// default TokenTTL) and saves nSessions sessions in store.
-func ftNewCreds(t testing.TB, key *bridgetest.Key, store sessions.Store, nSessions int) *ftCreds {
-	t.Helper()
-	// A Bridge of the fleet's configuration, only to mint with.
-	minter, _, _ := bridgetest.NewBridge(t, func(c *bridge.Config) { c.SigningKey = key.Key })
-	c := &ftCreds{}
-	for i := range 3 {
-		c.bearer = append(c.bearer, key.Mint(t, minter, fmt.Sprint("bearer-", i), nil))
-		c.cookie = append(c.cookie, key.Mint(t, minter, fmt.Sprint("cookie-", i), nil))
-	}
-	c.bad = bridgetest.NewKey(t).Mint(t, minter, "forger", nil)
-	for i := range nSessions {
-		ck, _ := bridgetest.SaveSession(t, store, bridgetest.User(fmt.Sprint(100+i)))
-		c.sessions = append(c.sessions, ck)
-	}
-	return c
-}
-
-// ftServe sends one GET of kind k to path through h and returns the
-// recorder.
-func ftServe(h http.Handler, path string, k ftKind, c *ftCreds, i int) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(http.MethodGet, "https://app.test"+path, nil)
-	switch k {
-	case ftBearer:
-		r.Header.Set("Authorization", "Bearer "+c.bearer[i%len(c.bearer)])
-	case ftCookie:
-		r.AddCookie(&http.Cookie{Name: bridge.DefaultCookieName, Value: c.cookie[i%len(c.cookie)]})
-	case ftSession:
-		r.AddCookie(c.sessions[i%len(c.sessions)])
-	case ftBadBearer:
-		r.Header.Set("Authorization", "Bearer "+c.bad)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return w
-}
-
-// ftTally counts what was served, per route and kind.
-type ftTally struct {
-	mu sync.Mutex
-	n  map[string]*[ftNumKinds]uint64
-}
-
-func ftNewTally() *ftTally { return &ftTally{n: map[string]*[ftNumKinds]uint64{}} }
-
-func (t *ftTally) add(route string, k ftKind) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	a := t.n[route]
-	if a == nil {
-		a = new([ftNumKinds]uint64)
-		t.n[route] = a
-	}
-	a[k]++
-}
-
-// ftRouteWant is one route's expected fleet counts.
-type ftRouteWant struct {
-	counts     bridge.SourceCounts
-	converted  uint64
-	rejections map[string]uint64
-}
-
-// ftCountsString shows counts by source label.
-func ftCountsString(c bridge.SourceCounts) string {
-	b, _ := json.Marshal(c)
-	return string(b)
-}
-
-// want turns the tally into expected counts per route, modes as
-// configured in bridgetest.Routes.
-func (t *ftTally) want() map[string]*ftRouteWant {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := map[string]*ftRouteWant{}
-	for route, a := range t.n {
-		w := &ftRouteWant{rejections: map[string]uint64{}}
-		for k := ftKind(0); k < ftNumKinds; k++ {
-			n := a[k]
-			if n == 0 {
-				continue
-			}
-			src, reason, hasReason, conv, _ := ftExpect(bridgetest.Routes[route], k)
-			w.counts.Add(src, n)
-			if hasReason {
-				w.rejections[reason.String()] += n
-			}
-			if conv {
-				w.converted += n
-			}
-		}
-		out[route] = w
-	}
-	return out
-}
-
-func (t *ftTally) total() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var n uint64
-	for _, a := range t.n {
-		for _, v := range a {
-			n += v
-		}
-	}
-	return n
-}
+// The traffic of these tests is bridgetest.Traffic's: every kind of
+// credential on every route of bridgetest.Routes, tallied.
 
 // ftInstance is one Bridge of a fleet with its Fleet and its own router.
 type ftInstance struct {
@@ -218,9 +40,8 @@ type ftInstance struct {
 }
 
 // ftNewInstance builds a Fleet on rdb (mod may change its configuration)
-// and a Bridge using it, with its own mux router carrying
-// bridgetest.Routes, reading sessions from store.
-func ftNewInstance(t testing.TB, id string, key *bridgetest.Key, store sessions.Store, rdb redis.UniversalClient, mod func(*Config)) *ftInstance {
+// and a Bridge of tr using it (see bridgetest.Traffic.NewBridge).
+func ftNewInstance(t testing.TB, id string, tr *bridgetest.Traffic, rdb redis.UniversalClient, mod func(*Config)) *ftInstance {
 	t.Helper()
 	cfg := Config{
 		Redis:               rdb,
@@ -232,20 +53,9 @@ func ftNewInstance(t testing.TB, id string, key *bridgetest.Key, store sessions.
 	if mod != nil {
 		mod(&cfg)
 	}
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatalf("fleet.New: %v", err)
-	}
-	router := bridgetest.NewRouter(nil)
-	b, _, logs := bridgetest.NewBridge(t, func(c *bridge.Config) {
-		c.SigningKey = key.Key
-		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
-		c.Routes = bridgetest.Routes
-		c.Router = router
-		c.Fleet = f
-	})
-	router.Use(b.Middleware)
-	return &ftInstance{b: b, f: f, h: router, logs: logs}
+	in := &ftInstance{f: ftNewFleet(t, cfg)}
+	in.b, in.h, in.logs = tr.NewBridge(t, in.f)
+	return in
 }
 
 // run starts f.Run in a goroutine; stop ends it and waits.
@@ -279,44 +89,22 @@ func (in *ftInstance) pending() *batch {
 	return in.f.fl.pending
 }
 
-// drive sends rounds of one request per (route, kind) through in,
-// checking each status and recording it in tally.
-func (in *ftInstance) drive(t testing.TB, c *ftCreds, tally *ftTally, rounds int) {
-	t.Helper()
-	routes := ftRoutes()
-	for i := range rounds {
-		for _, route := range routes {
-			for k := ftKind(0); k < ftNumKinds; k++ {
-				w := ftServe(in.h, ftPath(route), k, c, i)
-				_, _, _, conv, status := ftExpect(bridgetest.Routes[route], k)
-				if w.Code != status {
-					t.Errorf("%s %s: status %d, want %d", route, k, w.Code, status)
-				}
-				if conv && !strings.Contains(w.Header().Get("Set-Cookie"), bridge.DefaultCookieName+"=") {
-					t.Errorf("%s %s: no JWT cookie set", route, k)
-				}
-				tally.add(route, k)
-			}
-		}
-	}
-}
-
 // ftSum sums the in-process counts of bridges per route.
-func ftSum(bs ...*bridge.Bridge) map[string]*ftRouteWant {
-	out := map[string]*ftRouteWant{}
+func ftSum(bs ...*bridge.Bridge) map[string]*bridgetest.RouteWant {
+	out := map[string]*bridgetest.RouteWant{}
 	for _, b := range bs {
 		for _, rc := range b.Snapshot() {
 			w := out[rc.Route]
 			if w == nil {
-				w = &ftRouteWant{rejections: map[string]uint64{}}
+				w = &bridgetest.RouteWant{Rejections: map[string]uint64{}}
 				out[rc.Route] = w
 			}
 			for s, n := range rc.Requests().All() {
-				w.counts.Add(s, n)
+				w.Counts.Add(s, n)
 			}
-			w.converted += rc.Conversions
+			w.Converted += rc.Conversions
 			for r, n := range rc.Rejections.All() {
-				w.rejections[r.String()] += n
+				w.Rejections[r.String()] += n
 			}
 		}
 	}
@@ -325,9 +113,9 @@ func ftSum(bs ...*bridge.Bridge) map[string]*ftRouteWant {
 
 // ftCompare checks that got holds exactly want per route (routes missing
 // from either side count as zero).
-func ftCompare(t testing.TB, what string, got, want map[string]*ftRouteWant) {
+func ftCompare(t testing.TB, what string, got, want map[string]*bridgetest.RouteWant) {
 	t.Helper()
-	zero := &ftRouteWant{}
+	zero := &bridgetest.RouteWant{}
 	routes := map[string]bool{}
 	for r := range got {
 		routes[r] = true
@@ -343,22 +131,22 @@ func ftCompare(t testing.TB, what string, got, want map[string]*ftRouteWant) {
 		if w == nil {
 			w = zero
 		}
-		if g.counts != w.counts {
-			t.Errorf("%s: route %s counts %s, want %s", what, r, ftCountsString(g.counts), ftCountsString(w.counts))
+		if g.Counts != w.Counts {
+			t.Errorf("%s: route %s counts %s, want %s", what, r, bridgetest.CountsString(g.Counts), bridgetest.CountsString(w.Counts))
 		}
-		if g.converted != w.converted {
-			t.Errorf("%s: route %s converted %d, want %d", what, r, g.converted, w.converted)
+		if g.Converted != w.Converted {
+			t.Errorf("%s: route %s converted %d, want %d", what, r, g.Converted, w.Converted)
 		}
 		reasons := map[string]bool{}
-		for k := range g.rejections {
+		for k := range g.Rejections {
 			reasons[k] = true
 		}
-		for k := range w.rejections {
+		for k := range w.Rejections {
 			reasons[k] = true
 		}
 		for k := range reasons {
-			if g.rejections[k] != w.rejections[k] {
-				t.Errorf("%s: route %s rejections[%s] %d, want %d", what, r, k, g.rejections[k], w.rejections[k])
+			if g.Rejections[k] != w.Rejections[k] {
+				t.Errorf("%s: route %s rejections[%s] %d, want %d", what, r, k, g.Rejections[k], w.Rejections[k])
 			}
 		}
 	}
@@ -366,9 +154,9 @@ func ftCompare(t testing.TB, what string, got, want map[string]*ftRouteWant) {
 
 // ftFromReport turns a report into per-route counts, checking its totals
 // and session shares on the way.
-func ftFromReport(t testing.TB, rep *Report) map[string]*ftRouteWant {
+func ftFromReport(t testing.TB, rep *Report) map[string]*bridgetest.RouteWant {
 	t.Helper()
-	out := map[string]*ftRouteWant{}
+	out := map[string]*bridgetest.RouteWant{}
 	var tot Totals
 	for _, r := range rep.Routes {
 		if _, dup := out[r.Route]; dup {
@@ -378,7 +166,7 @@ func ftFromReport(t testing.TB, rep *Report) map[string]*ftRouteWant {
 		for k, v := range r.Rejections.All() {
 			rej[k.String()] = v
 		}
-		out[r.Route] = &ftRouteWant{counts: r.Counts, converted: r.Converted, rejections: rej}
+		out[r.Route] = &bridgetest.RouteWant{Counts: r.Counts, Converted: r.Converted, Rejections: rej}
 		if share := r.Counts.SessionShare(); r.SessionShare != share {
 			t.Errorf("report: route %s session_share %v, want %v", r.Route, r.SessionShare, share)
 		}
@@ -390,8 +178,8 @@ func ftFromReport(t testing.TB, rep *Report) map[string]*ftRouteWant {
 	}
 	if rep.Totals != tot {
 		t.Errorf("report totals %s converted %d retired %d, want the sum of its routes %s converted %d retired %d",
-			ftCountsString(rep.Totals.SourceCounts), rep.Totals.Converted, rep.Totals.Retired,
-			ftCountsString(tot.SourceCounts), tot.Converted, tot.Retired)
+			bridgetest.CountsString(rep.Totals.SourceCounts), rep.Totals.Converted, rep.Totals.Retired,
+			bridgetest.CountsString(tot.SourceCounts), tot.Converted, tot.Retired)
 	}
 	return out
 }
@@ -399,25 +187,7 @@ func ftFromReport(t testing.TB, rep *Report) map[string]*ftRouteWant {
 // ftReport reads the fleet report through f.
 func ftReport(t testing.TB, f *Fleet) *Report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	rep, err := f.Report(ctx, time.Time{})
-	if err != nil {
-		t.Fatalf("Report: %v", err)
-	}
-	return rep
-}
-
-// ftWaitFor polls cond every 5ms until it holds or d passes.
-func ftWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return bridgetest.Within(t, "Report", func(ctx context.Context) (*Report, error) { return f.Report(ctx, time.Time{}) })
 }
 
 // ftRetryClient is a client whose replies time out quickly and which
@@ -630,17 +400,14 @@ func TestFleetAttachOnce(t *testing.T) {
 // equals exactly what was served, and the sum of the in-process counts.
 func TestFleetExactlyOnce(t *testing.T) {
 	srv := redistest.New(t)
-	key := bridgetest.NewKey(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	creds := ftNewCreds(t, key, store, 4)
-	tally := ftNewTally()
+	tr := bridgetest.NewTraffic(t, 4)
 
 	in := []*ftInstance{
-		ftNewInstance(t, "web-0", key, store, srv.Client(), nil),
+		ftNewInstance(t, "web-0", tr, srv.Client(), nil),
 		// web-1's client times out after 40ms and retries: its flushes
 		// are re-sent by go-redis whenever Redis is slow.
-		ftNewInstance(t, "web-1", key, store, ftRetryClient(t, srv), nil),
-		ftNewInstance(t, "web-2", key, store, srv.Client(), nil),
+		ftNewInstance(t, "web-1", tr, ftRetryClient(t, srv), nil),
+		ftNewInstance(t, "web-2", tr, srv.Client(), nil),
 	}
 	bs := []*bridge.Bridge{in[0].b, in[1].b, in[2].b}
 	for _, x := range in {
@@ -658,7 +425,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, x := range xs {
 			for range 2 {
-				wg.Go(func() { x.drive(t, creds, tally, rounds) })
+				wg.Go(func() { tr.Drive(t, x.h, rounds) })
 			}
 		}
 		wg.Wait()
@@ -713,7 +480,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 
 	// Phase 4: Redis is back; the pending batches and the rest go out.
 	driveAll(3, in[0], in[1])
-	ftWaitFor(t, 5*time.Second, "the running instances to catch up", func() bool {
+	bridgetest.Eventually(t, 5*time.Second, "the running instances to catch up", func() bool {
 		for _, x := range in[:2] {
 			if x.pending() != nil || x.f.Stats().Flushed != bridgetest.TotalRequests(x.b) {
 				return false
@@ -724,7 +491,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 	for _, x := range in[:2] {
 		x.stop(t)
 	}
-	ftCompare(t, "report after the outage", ftFromReport(t, ftReport(t, in[0].f)), tally.want())
+	ftCompare(t, "report after the outage", ftFromReport(t, ftReport(t, in[0].f)), tr.Tally.Want())
 
 	// Phase 5: a reply lost after Redis applied the batch. web-0 sends
 	// the same batch twice: the second application is skipped. Then it
@@ -745,7 +512,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 		t.Fatalf("send: %v", err)
 	}
 	afterFirst := ftFromReport(t, ftReport(t, in[0].f))
-	ftCompare(t, "report after the batch", afterFirst, tally.want())
+	ftCompare(t, "report after the batch", afterFirst, tr.Tally.Want())
 	if err := fl.send(ctx, in[0].b, bt, now); err != nil {
 		t.Fatalf("send again: %v", err)
 	}
@@ -802,7 +569,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 	} else {
 		t.Logf("the batch reached Redis %d times", n)
 	}
-	ftCompare(t, "report after go-redis re-sent", ftFromReport(t, ftReport(t, in[0].f)), tally.want())
+	ftCompare(t, "report after go-redis re-sent", ftFromReport(t, ftReport(t, in[0].f)), tr.Tally.Want())
 
 	// Phase 7: shut the rest down; the report is exactly what was served,
 	// and exactly the sum of the instances' own counts.
@@ -813,7 +580,7 @@ func TestFleetExactlyOnce(t *testing.T) {
 	}
 	rep := ftReport(t, in[0].f)
 	got := ftFromReport(t, rep)
-	ftCompare(t, "fleet report vs served", got, tally.want())
+	ftCompare(t, "fleet report vs served", got, tr.Tally.Want())
 	ftCompare(t, "fleet report vs in-process counts", got, ftSum(bs...))
 
 	var flushed uint64
@@ -823,11 +590,11 @@ func TestFleetExactlyOnce(t *testing.T) {
 			t.Errorf("%s lost %d requests", x.f.Config().InstanceID, n)
 		}
 	}
-	if total := tally.total(); flushed != total || bridgetest.TotalRequests(bs[0])+bridgetest.TotalRequests(bs[1])+bridgetest.TotalRequests(bs[2]) != total {
+	if total := tr.Tally.Total(); flushed != total || bridgetest.TotalRequests(bs[0])+bridgetest.TotalRequests(bs[1])+bridgetest.TotalRequests(bs[2]) != total {
 		t.Errorf("flushed %d, served %d", flushed, total)
 	}
-	if rep.DistinctSessions != int64(len(creds.sessions)) {
-		t.Errorf("distinct_sessions %d, want %d", rep.DistinctSessions, len(creds.sessions))
+	if rep.DistinctSessions != int64(len(tr.Creds.Sessions)) {
+		t.Errorf("distinct_sessions %d, want %d", rep.DistinctSessions, len(tr.Creds.Sessions))
 	}
 	for _, r := range rep.Routes {
 		if want, ok := bridgetest.Routes[r.Route]; ok && r.Mode != want.String() {
@@ -836,9 +603,9 @@ func TestFleetExactlyOnce(t *testing.T) {
 	}
 	if tot := rep.Totals; tot.Of(bridge.SourceSession) == 0 || tot.Of(bridge.SourceJWTBearer) == 0 || tot.Of(bridge.SourceJWTCookie) == 0 ||
 		tot.Of(bridge.SourceAnonymous) == 0 || tot.Of(bridge.SourceRejected) == 0 || tot.Converted == 0 {
-		t.Errorf("a source is missing from the traffic: %s converted %d", ftCountsString(tot.SourceCounts), tot.Converted)
+		t.Errorf("a source is missing from the traffic: %s converted %d", bridgetest.CountsString(tot.SourceCounts), tot.Converted)
 	}
-	t.Logf("served %d requests: %s converted %d", tally.total(), ftCountsString(rep.Totals.SourceCounts), rep.Totals.Converted)
+	t.Logf("served %d requests: %s converted %d", tr.Tally.Total(), bridgetest.CountsString(rep.Totals.SourceCounts), rep.Totals.Converted)
 }
 
 // TestFlushPendingWhileRedisDown: while Redis does not answer, counts
@@ -847,10 +614,8 @@ func TestFleetExactlyOnce(t *testing.T) {
 // within FlushTimeout, returns an error and reports the lost count.
 func TestFlushPendingWhileRedisDown(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 2)
-	x := ftNewInstance(t, "solo", key, store, srv.Client(), func(c *Config) { c.FlushTimeout = 100 * time.Millisecond })
+	tr := bridgetest.NewTraffic(t, 2)
+	x := ftNewInstance(t, "solo", tr, srv.Client(), func(c *Config) { c.FlushTimeout = 100 * time.Millisecond })
 	b, f := x.b, x.f
 	// Flushes give up after 100ms, as Run's do with FlushTimeout.
 	flush := func() error {
@@ -860,7 +625,7 @@ func TestFlushPendingWhileRedisDown(t *testing.T) {
 	}
 	serve := func(n int) {
 		for i := range n {
-			ftServe(x.h, "/legacy", ftBearer, creds, i)
+			bridgetest.Serve(x.h, "/legacy", bridgetest.KindBearer, tr.Creds, i)
 		}
 	}
 
@@ -908,7 +673,7 @@ func TestFlushPendingWhileRedisDown(t *testing.T) {
 	rep := ftReport(t, f)
 	var want bridge.SourceCounts
 	want.Add(bridge.SourceJWTBearer, 70)
-	if got := ftFromReport(t, rep)["/legacy"]; got == nil || got.counts != want {
+	if got := ftFromReport(t, rep)["/legacy"]; got == nil || got.Counts != want {
 		t.Errorf("fleet counts of /legacy: %+v, want 70 jwt_bearer", got)
 	}
 	if st := f.Stats(); st.Pending != 0 || st.Flushed != 70 {
@@ -952,19 +717,17 @@ func TestFlushPendingWhileRedisDown(t *testing.T) {
 // included.
 func TestFlushCloseRedisRefused(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 1)
-	x := ftNewInstance(t, "solo", key, store, srv.Client(), nil)
+	tr := bridgetest.NewTraffic(t, 1)
+	x := ftNewInstance(t, "solo", tr, srv.Client(), nil)
 	for i := range 4 {
-		ftServe(x.h, "/dual", ftSession, creds, i)
+		bridgetest.Serve(x.h, "/dual", bridgetest.KindSession, tr.Creds, i)
 	}
 	srv.Kill()
 	if err := x.f.Flush(context.Background()); err == nil {
 		t.Fatal("Flush with Redis killed: no error")
 	}
 	for i := range 3 {
-		ftServe(x.h, "/dual", ftBearer, creds, i)
+		bridgetest.Serve(x.h, "/dual", bridgetest.KindBearer, tr.Creds, i)
 	}
 	if err := x.f.Close(); err == nil {
 		t.Fatal("Close with Redis killed: no error")
@@ -981,15 +744,12 @@ func TestFlushCloseRedisRefused(t *testing.T) {
 // either.
 func TestFlushRestartedInstance(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 1)
-	tally := ftNewTally()
+	tr := bridgetest.NewTraffic(t, 1)
 	ctx := context.Background()
 
-	first := ftNewInstance(t, "web-1", key, store, srv.Client(), nil)
+	first := ftNewInstance(t, "web-1", tr, srv.Client(), nil)
 	for range 3 {
-		first.drive(t, creds, tally, 1)
+		tr.Drive(t, first.h, 1)
 		if err := first.f.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -999,11 +759,11 @@ func TestFlushRestartedInstance(t *testing.T) {
 	}
 
 	// The "restarted" process, and a second one with the same ID.
-	again := ftNewInstance(t, "web-1", key, store, srv.Client(), nil)
-	twin := ftNewInstance(t, "web-1", key, store, srv.Client(), nil)
+	again := ftNewInstance(t, "web-1", tr, srv.Client(), nil)
+	twin := ftNewInstance(t, "web-1", tr, srv.Client(), nil)
 	for range 2 {
-		again.drive(t, creds, tally, 1)
-		twin.drive(t, creds, tally, 2)
+		tr.Drive(t, again.h, 1)
+		tr.Drive(t, twin.h, 2)
 		if err := again.f.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -1016,32 +776,29 @@ func TestFlushRestartedInstance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ftCompare(t, "report after a restart", ftFromReport(t, ftReport(t, again.f)), tally.want())
+	ftCompare(t, "report after a restart", ftFromReport(t, ftReport(t, again.f)), tr.Tally.Want())
 }
 
 // TestFlushRunRetriesUntilRedisAnswers: Run keeps flushing on its own;
 // counts made while Redis was dead arrive after it restarts.
 func TestFlushRunRetriesUntilRedisAnswers(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 1)
-	tally := ftNewTally()
-	x := ftNewInstance(t, "solo", key, store, srv.Client(), nil)
+	tr := bridgetest.NewTraffic(t, 1)
+	x := ftNewInstance(t, "solo", tr, srv.Client(), nil)
 	x.run()
 	defer x.stop(t)
 	srv.Kill()
-	x.drive(t, creds, tally, 2)
-	ftWaitFor(t, 3*time.Second, "a failed flush", func() bool { return x.f.Stats().Errors > 0 })
+	tr.Drive(t, x.h, 2)
+	bridgetest.Eventually(t, 3*time.Second, "a failed flush", func() bool { return x.f.Stats().Errors > 0 })
 	if !strings.Contains(x.logs.String(), "counters kept in memory") {
 		t.Errorf("no warning about the kept counters:\n%s", x.logs)
 	}
 	srv.Restart()
-	x.drive(t, creds, tally, 1)
-	ftWaitFor(t, 5*time.Second, "the counts to reach Redis", func() bool {
-		return x.f.Stats().Flushed == tally.total()
+	tr.Drive(t, x.h, 1)
+	bridgetest.Eventually(t, 5*time.Second, "the counts to reach Redis", func() bool {
+		return x.f.Stats().Flushed == tr.Tally.Total()
 	})
-	ftCompare(t, "report after Redis restarted", ftFromReport(t, ftReport(t, x.f)), tally.want())
+	ftCompare(t, "report after Redis restarted", ftFromReport(t, ftReport(t, x.f)), tr.Tally.Want())
 }
 
 // TestFleetRedisKeys: every key carries the hash tag; hourly buckets
@@ -1230,10 +987,8 @@ func TestFleetRedisKeys(t *testing.T) {
 // Redis is down the last known modes stay.
 func TestFleetRunModes(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 1)
-	x := ftNewInstance(t, "web-0", key, store, srv.Client(), func(c *Config) {
+	tr := bridgetest.NewTraffic(t, 1)
+	x := ftNewInstance(t, "web-0", tr, srv.Client(), func(c *Config) {
 		c.ModeRefreshInterval = 20 * time.Millisecond
 		c.FlushInterval = 20 * time.Millisecond
 		c.FlushTimeout = 50 * time.Millisecond
@@ -1249,14 +1004,14 @@ func TestFleetRunModes(t *testing.T) {
 	if err := fl.SetMode(ctx, "/legacy", bridge.JWT); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/legacy to become jwt", func() bool { return x.b.Mode("/legacy") == bridge.JWT })
-	if w := ftServe(x.h, "/legacy", ftSession, creds, 0); w.Code != http.StatusUnauthorized {
+	bridgetest.Eventually(t, 2*time.Second, "/legacy to become jwt", func() bool { return x.b.Mode("/legacy") == bridge.JWT })
+	if w := bridgetest.Serve(x.h, "/legacy", bridgetest.KindSession, tr.Creds, 0); w.Code != http.StatusUnauthorized {
 		t.Errorf("session on /legacy set to jwt at run time: %d, want 401", w.Code)
 	}
 	if m, err := fl.Modes(ctx); err != nil || m["/legacy"] != bridge.JWT || len(m) != 1 {
 		t.Errorf("Fleet.Modes = %v, %v", m, err)
 	}
-	ftWaitFor(t, 2*time.Second, "the effective mode to be published", func() bool {
+	bridgetest.Eventually(t, 2*time.Second, "the effective mode to be published", func() bool {
 		m, err := fl.EffectiveModes(ctx)
 		return err == nil && m["/legacy"] == "jwt" && m["/dual"] == "dual"
 	})
@@ -1264,8 +1019,8 @@ func TestFleetRunModes(t *testing.T) {
 	if err := fl.ResetMode(ctx, "/legacy"); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/legacy to roll back", func() bool { return x.b.Mode("/legacy") == bridge.Legacy })
-	if w := ftServe(x.h, "/legacy", ftSession, creds, 0); w.Code != http.StatusOK {
+	bridgetest.Eventually(t, 2*time.Second, "/legacy to roll back", func() bool { return x.b.Mode("/legacy") == bridge.Legacy })
+	if w := bridgetest.Serve(x.h, "/legacy", bridgetest.KindSession, tr.Creds, 0); w.Code != http.StatusOK {
 		t.Errorf("session on /legacy after the rollback: %d, want 200", w.Code)
 	}
 
@@ -1273,7 +1028,7 @@ func TestFleetRunModes(t *testing.T) {
 	if err := fl.SetMode(ctx, "/dual", bridge.JWT); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/dual to become jwt", func() bool { return x.b.Mode("/dual") == bridge.JWT })
+	bridgetest.Eventually(t, 2*time.Second, "/dual to become jwt", func() bool { return x.b.Mode("/dual") == bridge.JWT })
 	srv.Pause()
 	time.Sleep(200 * time.Millisecond) // several failed refreshes
 	if m := x.b.Mode("/dual"); m != bridge.JWT {
@@ -1286,7 +1041,7 @@ func TestFleetRunModes(t *testing.T) {
 	if err := fl.ResetMode(ctx, "/dual"); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/dual to roll back", func() bool { return x.b.Mode("/dual") == bridge.Dual })
+	bridgetest.Eventually(t, 2*time.Second, "/dual to roll back", func() bool { return x.b.Mode("/dual") == bridge.Dual })
 
 	// A mode this process set itself (Bridge.SetMode) survives the
 	// refreshes; the fleet's rollback of another route leaves it alone.
@@ -1296,11 +1051,11 @@ func TestFleetRunModes(t *testing.T) {
 	if err := fl.SetMode(ctx, "/jwt", bridge.Dual); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/jwt to become dual", func() bool { return x.b.Mode("/jwt") == bridge.Dual })
+	bridgetest.Eventually(t, 2*time.Second, "/jwt to become dual", func() bool { return x.b.Mode("/jwt") == bridge.Dual })
 	if err := fl.ResetMode(ctx, "/jwt"); err != nil {
 		t.Fatal(err)
 	}
-	ftWaitFor(t, 2*time.Second, "/jwt to roll back", func() bool { return x.b.Mode("/jwt") == bridge.JWT })
+	bridgetest.Eventually(t, 2*time.Second, "/jwt to roll back", func() bool { return x.b.Mode("/jwt") == bridge.JWT })
 	time.Sleep(60 * time.Millisecond)
 	if m := x.b.Mode("/legacy/app"); m != bridge.Dual {
 		t.Errorf("/legacy/app set to dual in-process is %v after the refreshes", m)
@@ -1319,9 +1074,7 @@ func TestFleetRunModes(t *testing.T) {
 // has not seen yet gets its mode when it first shows up.
 func TestFleetModesUnknownRoute(t *testing.T) {
 	srv := redistest.New(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	key := bridgetest.NewKey(t)
-	creds := ftNewCreds(t, key, store, 1)
+	tr := bridgetest.NewTraffic(t, 1)
 	fl, err := New(Config{Redis: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
@@ -1330,14 +1083,14 @@ func TestFleetModesUnknownRoute(t *testing.T) {
 	if err := fl.SetMode(ctx, "/late/{id}", bridge.JWT); err != nil {
 		t.Fatal(err)
 	}
-	x := ftNewInstance(t, "web-0", key, store, srv.Client(), nil)
+	x := ftNewInstance(t, "web-0", tr, srv.Client(), nil)
 	x.run()
 	defer x.stop(t)
-	ftWaitFor(t, 2*time.Second, "the override to be read at start", func() bool { return x.b.Mode("/late/{id}") == bridge.JWT })
+	bridgetest.Eventually(t, 2*time.Second, "the override to be read at start", func() bool { return x.b.Mode("/late/{id}") == bridge.JWT })
 	r := mux.NewRouter()
 	r.Use(x.b.Middleware)
 	r.HandleFunc("/late/{id}", bridgetest.IdentityHandler)
-	if w := ftServe(r, "/late/7", ftSession, creds, 0); w.Code != http.StatusUnauthorized {
+	if w := bridgetest.Serve(r, "/late/7", bridgetest.KindSession, tr.Creds, 0); w.Code != http.StatusUnauthorized {
 		t.Errorf("session on a late route set to jwt: %d", w.Code)
 	}
 	bridgetest.WantReasons(t, x.b, "/late/{id}", map[bridge.Reason]uint64{bridge.ReasonSessionOnJWT: 1})

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
@@ -105,16 +104,13 @@ var ftTotalsKeys = []string{"session", "jwt_cookie", "jwt_bearer", "anonymous", 
 // those.
 func TestReportJSONSchema(t *testing.T) {
 	srv := redistest.New(t)
-	key := bridgetest.NewKey(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	creds := ftNewCreds(t, key, store, 2)
-	tally := ftNewTally()
-	x := ftNewInstance(t, "web-0", key, store, srv.Client(), nil)
-	x.drive(t, creds, tally, 2)
+	tr := bridgetest.NewTraffic(t, 2)
+	x := ftNewInstance(t, "web-0", tr, srv.Client(), nil)
+	tr.Drive(t, x.h, 2)
 	// A dual route seen by JWT users only, and one by sessions only.
 	for i := range 3 {
-		ftServe(x.h, "/legacy/app", ftBearer, creds, i)
-		tally.add("/legacy/app", ftBearer)
+		bridgetest.Serve(x.h, "/legacy/app", bridgetest.KindBearer, tr.Creds, i)
+		tr.Tally.Add("/legacy/app", bridgetest.KindBearer)
 	}
 	if err := x.f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -161,7 +157,7 @@ func TestReportJSONSchema(t *testing.T) {
 	if !ok || len(routes) == 0 {
 		t.Fatalf("routes: %T %v", raw["routes"], raw["routes"])
 	}
-	want := tally.want()
+	want := tr.Tally.Want()
 	for i, r := range routes {
 		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "rejections")
 		ftSameKeys(t, r.(map[string]any)["counts"], "routes[i].counts", "session", "jwt_cookie", "jwt_bearer", "anonymous", "rejected")
@@ -173,7 +169,7 @@ func TestReportJSONSchema(t *testing.T) {
 		// its count.
 		wantRej := map[string]uint64{}
 		if rw := want[name]; rw != nil {
-			wantRej = rw.rejections
+			wantRej = rw.Rejections
 		}
 		var wantReasons []string
 		for reason, n := range wantRej {
@@ -191,7 +187,7 @@ func TestReportJSONSchema(t *testing.T) {
 		}
 	}
 	for _, route := range []string{"/dual", "/jwt"} {
-		if len(want[route].rejections) == 0 {
+		if len(want[route].Rejections) == 0 {
 			t.Errorf("%s: the traffic should have had rejections", route)
 		}
 	}
@@ -291,7 +287,7 @@ func TestReportTotalsJSON(t *testing.T) {
 		}
 		if back != tot {
 			t.Errorf("totals %s decode to %s converted %d retired %d, want converted %d retired %d",
-				data, ftCountsString(back.SourceCounts), back.Converted, back.Retired, tot.Converted, tot.Retired)
+				data, bridgetest.CountsString(back.SourceCounts), back.Converted, back.Retired, tot.Converted, tot.Retired)
 		}
 	}
 }
@@ -317,7 +313,7 @@ func TestReportSessionShare(t *testing.T) {
 		{counts(bridge.SourceJWTCookie, 2, bridge.SourceJWTBearer, 1), 0},
 	} {
 		if got := c.counts.SessionShare(); got != c.want {
-			t.Errorf("%s: session share %v, want %v", ftCountsString(c.counts), got, c.want)
+			t.Errorf("%s: session share %v, want %v", bridgetest.CountsString(c.counts), got, c.want)
 		}
 	}
 }
@@ -340,10 +336,7 @@ func ftNewFleetBridge(t testing.TB, rdb redis.UniversalClient, mod func(*Config)
 	if mod != nil {
 		mod(&cfg)
 	}
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatalf("fleet.New: %v", err)
-	}
+	f := ftNewFleet(t, cfg)
 	b, _, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
 		c.Fleet = f
 		if bmod != nil {
@@ -410,7 +403,7 @@ func TestReportSince(t *testing.T) {
 		want.Add(bridge.SourceSession, 16*c.n)
 		if r.Counts != want || r.Converted != c.n || rep.Totals.SourceCounts != want || rep.Totals.Converted != c.n {
 			t.Errorf("%q: counts %s converted %d, totals %s converted %d; want %s and %d", c.query,
-				ftCountsString(r.Counts), r.Converted, ftCountsString(rep.Totals.SourceCounts), rep.Totals.Converted, ftCountsString(want), c.n)
+				bridgetest.CountsString(r.Counts), r.Converted, bridgetest.CountsString(rep.Totals.SourceCounts), rep.Totals.Converted, bridgetest.CountsString(want), c.n)
 		}
 		if r.Mode != "dual" {
 			t.Errorf("%q: mode %q", c.query, r.Mode)
@@ -469,7 +462,7 @@ func TestReportSince(t *testing.T) {
 				want = 8
 			}
 			if !p.Hour.Equal(h(4+i)) || p.Counts.Of(bridge.SourceJWTCookie) != want {
-				t.Errorf("hourly[%d] = %v %s, want %v with %d jwt_cookie", i, p.Hour, ftCountsString(p.Counts), h(4+i), want)
+				t.Errorf("hourly[%d] = %v %s, want %v with %d jwt_cookie", i, p.Hour, bridgetest.CountsString(p.Counts), h(4+i), want)
 			}
 		}
 	}
@@ -520,7 +513,7 @@ func TestReportReadyToSwitch(t *testing.T) {
 	}
 	for _, r := range rep.Routes {
 		if r.ReadyToSwitch != want[r.Route] {
-			t.Errorf("%s (%s, %s): ready %v, want %v", r.Route, r.Mode, ftCountsString(r.Counts), r.ReadyToSwitch, want[r.Route])
+			t.Errorf("%s (%s, %s): ready %v, want %v", r.Route, r.Mode, bridgetest.CountsString(r.Counts), r.ReadyToSwitch, want[r.Route])
 		}
 	}
 	if rep.ReadyAfter != 3*time.Hour {
@@ -606,12 +599,9 @@ func TestReportRedisDown(t *testing.T) {
 func TestReportFleetModes(t *testing.T) {
 	srv := redistest.New(t)
 	rdb := srv.Client()
-	key := bridgetest.NewKey(t)
-	store := sessions.NewCookieStore(bridgetest.HashKey)
-	creds := ftNewCreds(t, key, store, 1)
-	tally := ftNewTally()
-	x := ftNewInstance(t, "web-0", key, store, rdb, nil)
-	x.drive(t, creds, tally, 1)
+	tr := bridgetest.NewTraffic(t, 1)
+	x := ftNewInstance(t, "web-0", tr, rdb, nil)
+	tr.Drive(t, x.h, 1)
 	ctx := context.Background()
 	if err := x.f.Flush(ctx); err != nil {
 		t.Fatal(err)

@@ -4,27 +4,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gorilla/securecookie"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 	"github.com/sessionbridge/sessionbridge/internal/bridgetest"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
-	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
 )
 
 // Topology tests: the fleet on a Redis Cluster of three masters and on
@@ -69,7 +64,7 @@ func TestTopology(t *testing.T) {
 }
 
 // tpKind is a request of the counters test: a credential on a path, the
-// status it must get and the counters it must move (keys of tpCounts).
+// status it must get and the counters it must move (keys of ftCounts).
 type tpKind struct {
 	name   string
 	path   string
@@ -86,27 +81,21 @@ type tpKind struct {
 func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, cluster bool) {
 	ctx := context.Background()
 	const prefix = "sbtopo-counters"
-	key := bridgetest.NewKey(t)
-	var nodes []*tpNode
-	for _, name := range []string{"a", "b"} {
-		rdb := newClient(t)
-		nodes = append(nodes, newTpNode(t, rdb, key, Config{
-			Prefix:        prefix,
-			InstanceID:    name,
-			FlushInterval: 20 * time.Millisecond,
-			FlushTimeout:  time.Second,
-		}))
-	}
+	nodes := tpNodes(t, newClient, Config{
+		Prefix:        prefix,
+		FlushInterval: 20 * time.Millisecond,
+		FlushTimeout:  time.Second,
+	})
 	const nSessions = 6
 	var cookies []*http.Cookie
 	for i := range nSessions {
-		c, _ := bridgetest.SaveSession(t, nodes[i%2].store, bridgetest.User(strconv.Itoa(i)))
+		c, _ := bridgetest.SaveSession(t, nodes[i%2].Store, bridgetest.User(strconv.Itoa(i)))
 		cookies = append(cookies, c)
 	}
-	unknown := tpSessionCookie(t, redisstore.NewID())
-	bearerTok := key.Mint(t, nodes[0].b, "bearer-user", nil)
-	cookieTok := key.Mint(t, nodes[0].b, "cookie-user", nil)
-	forged := bridgetest.NewKey(t).Mint(t, nodes[0].b, "forged", nil)
+	unknown := bridgetest.SessionCookie(t, redisstore.NewID())
+	bearerTok := nodes[0].Key.Mint(t, nodes[0].B, "bearer-user", nil)
+	cookieTok := nodes[0].Key.Mint(t, nodes[0].B, "cookie-user", nil)
+	forged := bridgetest.NewKey(t).Mint(t, nodes[0].B, "forged", nil)
 	setBearer := func(tok string) func(*http.Request, int) {
 		return func(r *http.Request, _ int) { r.Header.Set("Authorization", "Bearer "+tok) }
 	}
@@ -127,7 +116,7 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 		{"anonymous dual", "/dual", 401, []string{"/dual anonymous", "/dual reason=no_credentials"}, func(*http.Request, int) {}},
 	}
 	for _, nd := range nodes {
-		tpRun(t, nd)
+		ftRun(t, nd.f)
 	}
 
 	want := map[string]uint64{}
@@ -139,9 +128,9 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 			wg.Go(func() {
 				for i := range rounds * len(kinds) {
 					k := kinds[(i+w)%len(kinds)]
-					r := tpDo(nd.c, nd.ts.URL+k.path, func(req *http.Request) { k.req(req, i) })
-					if r.err != nil || r.status != k.status {
-						t.Errorf("%s: status %d (%v), want %d", k.name, r.status, r.err, k.status)
+					r := bridgetest.TryGet(nd.C, nd.URL(k.path), func(req *http.Request) { k.req(req, i) })
+					if r.Err != nil || r.Status != k.status {
+						t.Errorf("%s: status %d (%v), want %d", k.name, r.Status, r.Err, k.status)
 						continue
 					}
 					mu.Lock()
@@ -154,9 +143,9 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 		}
 	}
 	wg.Wait()
-	tpWaitFor(t, 5*time.Second, "Run to flush every count", func() bool {
+	bridgetest.Eventually(t, 5*time.Second, "Run to flush every count", func() bool {
 		for _, nd := range nodes {
-			if nd.f.Stats().Flushed != bridgetest.TotalRequests(nd.b) {
+			if nd.f.Stats().Flushed != bridgetest.TotalRequests(nd.B) {
 				return false
 			}
 		}
@@ -170,21 +159,18 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 			t.Errorf("%d requests lost at Close", lost)
 		}
 	}
-	served := tpSnapshotCounts(nodes[0].b, nodes[1].b)
-	tpCompare(t, "in-process counts vs what the clients were served", served, want)
-	ctl := tpFleet(t, Config{Redis: newClient(t), Prefix: prefix})
-	rep, err := ctl.Report(ctx, time.Time{})
-	if err != nil {
-		t.Fatalf("Report: %v", err)
-	}
-	tpCompare(t, "fleet report vs served", tpReportCounts(rep), want)
+	served := ftSnapshotCounts(nodes[0].B, nodes[1].B)
+	ftCompareCounts(t, "in-process counts vs what the clients were served", served, want)
+	ctl := ftNewFleet(t, Config{Redis: newClient(t), Prefix: prefix})
+	rep := ftReport(t, ctl)
+	ftCompareCounts(t, "fleet report vs served", ftReportCounts(rep), want)
 	if rep.DistinctSessions != nSessions {
 		t.Errorf("distinct sessions: got %d, want %d", rep.DistinctSessions, nSessions)
 	}
 	t.Logf("report: %+v", rep.Totals)
 
 	// Every fleet key lives in the slot of the hash tag, on one master.
-	rdb := nodes[0].rdb
+	rdb := nodes[0].RDB
 	perMaster := tpKeysPerMaster(t, rdb, "{"+prefix+"}:*")
 	if len(perMaster) != 1 {
 		t.Errorf("fleet keys on %d masters, want 1: %v", len(perMaster), perMaster)
@@ -224,7 +210,7 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 	if a, b := rdb.ClusterKeySlot(ctx, seqKey).Val(), rdb.ClusterKeySlot(ctx, hourKey).Val(); a == b {
 		t.Fatalf("test keys %s and %s share slot %d; pick others", seqKey, hourKey, a)
 	}
-	err = flushScript.Run(ctx, rdb, []string{seqKey, hourKey}, 1, 60, "q\t/x\tdual\tsession", 1).Err()
+	err := flushScript.Run(ctx, rdb, []string{seqKey, hourKey}, 1, 60, "q\t/x\tdual\tsession", 1).Err()
 	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
 		t.Errorf("flush script over two slots: %v, want CROSSSLOT", err)
 	}
@@ -265,7 +251,7 @@ func tpCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 					}
 				}
 			}
-			got, err := tpFleet(t, Config{Redis: rdb}).CountSessions(ctx, tc.prefix)
+			got, err := ftNewFleet(t, Config{Redis: rdb}).CountSessions(ctx, tc.prefix)
 			if err != nil {
 				t.Fatalf("CountSessions: %v", err)
 			}
@@ -293,12 +279,7 @@ func tpCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 	ctx := context.Background()
 	const prefix = "sbtopo-revoke"
-	key := bridgetest.NewKey(t)
-	var nodes []*tpNode
-	for _, name := range []string{"a", "b"} {
-		rdb := newClient(t)
-		nodes = append(nodes, newTpNode(t, rdb, key, Config{Prefix: prefix, InstanceID: name}))
-	}
+	nodes := tpNodes(t, newClient, Config{Prefix: prefix})
 	a, b := nodes[0], nodes[1]
 
 	// An independent subscriber: proof that PUBLISH reaches subscribers on
@@ -312,30 +293,29 @@ func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClien
 	msgs := sub.Channel()
 
 	for _, nd := range nodes {
-		tpRun(t, nd)
+		ftRun(t, nd.f)
 	}
-	sess, _ := bridgetest.SaveSession(t, a.store, bridgetest.User("7"))
-	r := bridgetest.Do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, sess)
+	sess, _ := bridgetest.SaveSession(t, a.Store, bridgetest.User("7"))
+	r := bridgetest.Do(t, a.C, http.MethodGet, a.URL("/dual"), nil, sess)
 	jwtCookie := r.Cookie(bridge.DefaultCookieName)
 	if r.StatusCode != http.StatusOK || jwtCookie == nil {
 		t.Fatalf("conversion on A: %d, cookie %v", r.StatusCode, bridgetest.CookiesDesc(jwtCookie))
 	}
-	bearerTok := key.Mint(t, a.b, "8", nil)
+	bearerTok := a.Key.Mint(t, a.B, "8", nil)
 	jwtCookie = &http.Cookie{Name: bridge.DefaultCookieName, Value: jwtCookie.Value}
-	for _, tc := range []struct {
-		name   string
-		hdr    http.Header
-		cookie *http.Cookie
-		source string
+	// The JWTs, accepted on B with their source, then refused with their
+	// reason.
+	creds := []struct {
+		name           string
+		hdr            http.Header
+		cookies        []*http.Cookie
+		source, reason string
 	}{
-		{"jwt cookie", nil, jwtCookie, "jwt_cookie"},
-		{"bearer", bridgetest.Bearer(bearerTok), nil, "jwt_bearer"},
-	} {
-		var cs []*http.Cookie
-		if tc.cookie != nil {
-			cs = append(cs, tc.cookie)
-		}
-		if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...); r.StatusCode != http.StatusOK || r.Identity(t).Source != tc.source {
+		{"jwt cookie", nil, []*http.Cookie{jwtCookie}, "jwt_cookie", "jwt_cookie_revoked"},
+		{"bearer", bridgetest.Bearer(bearerTok), nil, "jwt_bearer", "bearer_revoked"},
+	}
+	for _, tc := range creds {
+		if r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), tc.hdr, tc.cookies...); r.StatusCode != http.StatusOK || r.Identity(t).Source != tc.source {
 			t.Fatalf("%s on B before logout: %d %s", tc.name, r.StatusCode, r.Body)
 		}
 	}
@@ -355,29 +335,17 @@ func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClien
 			return req
 		}(),
 	} {
-		if err := a.b.Logout(httptest.NewRecorder(), req); err != nil {
+		if err := a.B.Logout(httptest.NewRecorder(), req); err != nil {
 			t.Fatalf("Logout on A: %v", err)
 		}
 	}
 	loggedOut := time.Now()
 
-	resetCalls := b.calls.n.Load()
-	for _, tc := range []struct {
-		name   string
-		hdr    http.Header
-		cookie *http.Cookie
-		reason string
-	}{
-		{"jwt cookie", nil, jwtCookie, "jwt_cookie_revoked"},
-		{"bearer", bridgetest.Bearer(bearerTok), nil, "bearer_revoked"},
-	} {
-		var cs []*http.Cookie
-		if tc.cookie != nil {
-			cs = append(cs, tc.cookie)
-		}
+	resetCalls := b.Calls.N()
+	for _, tc := range creds {
 		var last *bridgetest.Response
-		tpWaitFor(t, 2*time.Second, tc.name+" refused on B", func() bool {
-			last = bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", tc.hdr, cs...)
+		bridgetest.Eventually(t, 2*time.Second, tc.name+" refused on B", func() bool {
+			last = bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), tc.hdr, tc.cookies...)
 			return last.StatusCode == http.StatusUnauthorized
 		})
 		if last.Reason() != tc.reason {
@@ -385,11 +353,11 @@ func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClien
 		}
 		t.Logf("%s refused on B %v after the logout on A", tc.name, time.Since(loggedOut).Round(time.Millisecond))
 	}
-	if n := b.calls.n.Load() - resetCalls; n != 0 {
+	if n := b.Calls.N() - resetCalls; n != 0 {
 		t.Errorf("B sent %d Redis commands on the request path of JWT requests, want 0", n)
 	}
 	// The session is gone for B too.
-	if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/dual", nil, sess); r.StatusCode != http.StatusUnauthorized || r.Reason() != "session_unknown" {
+	if r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/dual"), nil, sess); r.StatusCode != http.StatusUnauthorized || r.Reason() != "session_unknown" {
 		t.Errorf("session on B after logout: %d %q, want 401 session_unknown", r.StatusCode, r.Reason())
 	}
 	// Pub/sub carried both revocations.
@@ -412,22 +380,16 @@ func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClien
 func tpModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 	ctx := context.Background()
 	const prefix = "sbtopo-modes"
-	key := bridgetest.NewKey(t)
-	var nodes []*tpNode
-	for _, name := range []string{"a", "b"} {
-		rdb := newClient(t)
-		nodes = append(nodes, newTpNode(t, rdb, key, Config{
-			Prefix:              prefix,
-			InstanceID:          name,
-			ModeRefreshInterval: 20 * time.Millisecond,
-			FlushInterval:       20 * time.Millisecond,
-		}))
-	}
+	nodes := tpNodes(t, newClient, Config{
+		Prefix:              prefix,
+		ModeRefreshInterval: 20 * time.Millisecond,
+		FlushInterval:       20 * time.Millisecond,
+	})
 	for _, nd := range nodes {
-		tpRun(t, nd)
+		ftRun(t, nd.f)
 	}
-	sess, _ := bridgetest.SaveSession(t, nodes[0].store, bridgetest.User("9"))
-	ctl := tpFleet(t, Config{Redis: newClient(t), Prefix: prefix})
+	sess, _ := bridgetest.SaveSession(t, nodes[0].Store, bridgetest.User("9"))
+	ctl := ftNewFleet(t, Config{Redis: newClient(t), Prefix: prefix})
 
 	steps := []struct {
 		name   string
@@ -446,17 +408,17 @@ func tpModes(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 				t.Fatalf("%s: %v", st.name, err)
 			}
 			changed := time.Now()
-			tpWaitFor(t, 2*time.Second, "both instances in mode "+st.mode.String(), func() bool {
-				return nodes[0].b.Mode("/legacy") == st.mode && nodes[1].b.Mode("/legacy") == st.mode
+			bridgetest.Eventually(t, 2*time.Second, "both instances in mode "+st.mode.String(), func() bool {
+				return nodes[0].B.Mode("/legacy") == st.mode && nodes[1].B.Mode("/legacy") == st.mode
 			})
 			t.Logf("applied by both instances in %v", time.Since(changed).Round(time.Millisecond))
 			for _, nd := range nodes {
-				r := bridgetest.Do(t, nd.c, http.MethodGet, nd.ts.URL+"/legacy", nil, sess)
+				r := bridgetest.Do(t, nd.C, http.MethodGet, nd.URL("/legacy"), nil, sess)
 				if r.StatusCode != st.status || r.Reason() != st.reason {
 					t.Errorf("session on /legacy in %v: %d %q, want %d %q", st.mode, r.StatusCode, r.Reason(), st.status, st.reason)
 				}
 			}
-			tpWaitFor(t, 2*time.Second, "the effective mode published", func() bool {
+			bridgetest.Eventually(t, 2*time.Second, "the effective mode published", func() bool {
 				m, err := ctl.EffectiveModes(ctx)
 				return err == nil && m["/legacy"] == st.mode.String()
 			})
@@ -489,7 +451,7 @@ func TestSentinelFailover(t *testing.T) {
 	key := bridgetest.NewKey(t)
 
 	type instance struct {
-		nd  *tpNode
+		nd  *ftNode
 		rec *tpFlushRecorder
 	}
 	var ins []instance
@@ -497,7 +459,7 @@ func TestSentinelFailover(t *testing.T) {
 		rdb := s.Client(t)
 		rec := new(tpFlushRecorder)
 		rdb.AddHook(rec)
-		nd := newTpNode(t, rdb, key, Config{
+		nd := ftNewNode(t, rdb, key, Config{
 			InstanceID:          name,
 			FlushInterval:       50 * time.Millisecond,
 			FlushTimeout:        500 * time.Millisecond,
@@ -515,7 +477,7 @@ func TestSentinelFailover(t *testing.T) {
 	var sessionKeys []string
 	var secrets []string
 	for i := range nSessions {
-		st := ins[i%2].nd.store
+		st := ins[i%2].nd.Store
 		c, id := bridgetest.SaveSession(t, st, bridgetest.User(strconv.Itoa(i)))
 		cookies = append(cookies, c)
 		sessionKeys = append(sessionKeys, st.Key(id))
@@ -523,13 +485,13 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	// (Redis 7 waits repl-diskless-sync-delay, 5s, before the replica's
 	// first sync.)
-	tpWaitFor(t, 15*time.Second, "sessions replicated", func() bool {
+	bridgetest.Eventually(t, 15*time.Second, "sessions replicated", func() bool {
 		n, err := replica.Exists(ctx, sessionKeys...).Result()
 		return err == nil && n == nSessions
 	})
-	bearerTok := key.Mint(t, ins[0].nd.b, "jwt-user", nil)
+	bearerTok := key.Mint(t, ins[0].nd.B, "jwt-user", nil)
 	for _, in := range ins {
-		tpRun(t, in.nd)
+		ftRun(t, in.nd.f)
 	}
 
 	type outcome struct {
@@ -565,7 +527,7 @@ func TestSentinelFailover(t *testing.T) {
 						path = "/legacy"
 					}
 					sent := time.Now()
-					r := tpDo(in.nd.c, in.nd.ts.URL+path, func(req *http.Request) {
+					r := bridgetest.TryGet(in.nd.C, in.nd.URL(path), func(req *http.Request) {
 						switch kind {
 						case "session":
 							req.AddCookie(cookies[(n+w+i)%nSessions])
@@ -573,8 +535,8 @@ func TestSentinelFailover(t *testing.T) {
 							req.Header.Set("Authorization", "Bearer "+bearerTok)
 						}
 					})
-					o := outcome{inst: i, kind: kind, sent: sent, at: time.Now(), dur: r.dur, status: r.status, err: r.err,
-						reason: r.reason, source: r.source, retry: r.hdr.Get("Retry-After")}
+					o := outcome{inst: i, kind: kind, sent: sent, at: time.Now(), dur: r.Dur, status: r.Status, err: r.Err,
+						reason: r.Reason, source: r.Source, retry: r.Header.Get("Retry-After")}
 					mu.Lock()
 					outs = append(outs, o)
 					mu.Unlock()
@@ -597,7 +559,7 @@ func TestSentinelFailover(t *testing.T) {
 	// instances. Then traffic goes on for longer than the loss window
 	// asserted below, so that the bound says something.
 	trafficStart := time.Now()
-	tpWaitFor(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
+	bridgetest.Eventually(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
 		for _, in := range ins {
 			if n, err := replica.Exists(ctx, in.nd.f.fl.seqKey).Result(); err != nil || n != 1 {
 				return false
@@ -638,13 +600,13 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return false
 	}
-	tpWaitFor(t, 30*time.Second, "session requests served again after the failover", func() bool {
+	bridgetest.Eventually(t, 30*time.Second, "session requests served again after the failover", func() bool {
 		return recoveredAfter(0) && recoveredAfter(1)
 	})
 	recovered := time.Now()
 	// The leader sentinel knows the new master at once, the others within
 	// a hello period (2s); CurrentMaster asks the first.
-	tpWaitFor(t, 5*time.Second, "the sentinels to name the former replica master", func() bool {
+	bridgetest.Eventually(t, 5*time.Second, "the sentinels to name the former replica master", func() bool {
 		m, err := s.CurrentMaster(ctx)
 		return err == nil && m == s.Replica
 	})
@@ -708,7 +670,7 @@ func TestSentinelFailover(t *testing.T) {
 	// new master. A session converted on A, logged out on A, is refused
 	// by B within 2s.
 	a, b := ins[0].nd, ins[1].nd
-	r := bridgetest.Do(t, a.c, http.MethodGet, a.ts.URL+"/dual", nil, cookies[0])
+	r := bridgetest.Do(t, a.C, http.MethodGet, a.URL("/dual"), nil, cookies[0])
 	jwtCookie := r.Cookie(bridge.DefaultCookieName)
 	if r.StatusCode != http.StatusOK || jwtCookie == nil {
 		t.Fatalf("conversion on A after the failover: %d %s", r.StatusCode, bridgetest.CookiesDesc(jwtCookie))
@@ -717,19 +679,19 @@ func TestSentinelFailover(t *testing.T) {
 	want["/dual converted"]++
 	jwtCookie = &http.Cookie{Name: bridge.DefaultCookieName, Value: jwtCookie.Value}
 	secrets = append(secrets, jwtCookie.Value)
-	if r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie); r.StatusCode != http.StatusOK {
+	if r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), nil, jwtCookie); r.StatusCode != http.StatusOK {
 		t.Fatalf("JWT cookie on B before logout: %d", r.StatusCode)
 	}
 	want["/jwt jwt_cookie"]++
 	req := httptest.NewRequest(http.MethodPost, "/logout", nil)
 	req.AddCookie(jwtCookie)
 	req.AddCookie(cookies[0])
-	if err := a.b.Logout(httptest.NewRecorder(), req); err != nil {
+	if err := a.B.Logout(httptest.NewRecorder(), req); err != nil {
 		t.Fatalf("Logout on A after the failover: %v", err)
 	}
 	loggedOut := time.Now()
-	tpWaitFor(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
-		r := bridgetest.Do(t, b.c, http.MethodGet, b.ts.URL+"/jwt", nil, jwtCookie)
+	bridgetest.Eventually(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
+		r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), nil, jwtCookie)
 		if r.StatusCode == http.StatusOK {
 			want["/jwt jwt_cookie"]++
 			return false
@@ -748,11 +710,11 @@ func TestSentinelFailover(t *testing.T) {
 		if lost := in.nd.f.Stats().LostOnClose; lost != 0 {
 			t.Errorf("%d requests lost at Close", lost)
 		}
-		bs = append(bs, in.nd.b)
-		bridgetest.CheckNoSecrets(t, in.nd.logs.String(), secrets...)
+		bs = append(bs, in.nd.B)
+		bridgetest.CheckNoSecrets(t, in.nd.Logs.String(), secrets...)
 	}
-	served := tpSnapshotCounts(bs...)
-	tpCompare(t, "in-process counts vs what the clients were served", served, want)
+	served := ftSnapshotCounts(bs...)
+	ftCompareCounts(t, "in-process counts vs what the clients were served", served, want)
 
 	// The loss: batches the old master acknowledged whose sequence number
 	// the replica never got. A flush sent before the old master died was
@@ -805,7 +767,7 @@ func TestSentinelFailover(t *testing.T) {
 		lostBatches[i] = batches
 		// The recorder saw every batch: together they are everything the
 		// instance served (Close flushed the rest).
-		if total := bridgetest.TotalRequests(in.nd.b); acked != total {
+		if total := bridgetest.TotalRequests(in.nd.B); acked != total {
 			t.Errorf("instance %d: acknowledged batches hold %d requests, served %d", i, acked, total)
 		}
 		if lastAcked[i] == 0 {
@@ -818,12 +780,9 @@ func TestSentinelFailover(t *testing.T) {
 			expect[k] = v - lost[k]
 		}
 	}
-	ctl := tpFleet(t, Config{Redis: s.Client(t)})
-	rep, err := ctl.Report(ctx, time.Time{})
-	if err != nil {
-		t.Fatalf("Report after the failover: %v", err)
-	}
-	tpCompare(t, "fleet report after the failover vs served minus the unreplicated batches", tpReportCounts(rep), expect)
+	ctl := ftNewFleet(t, Config{Redis: s.Client(t)})
+	rep := ftReport(t, ctl)
+	ftCompareCounts(t, "fleet report after the failover vs served minus the unreplicated batches", ftReportCounts(rep), expect)
 	var total uint64
 	for _, b := range bs {
 		total += bridgetest.TotalRequests(b)
@@ -871,7 +830,7 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := tpFleet(t, Config{Redis: cc}).CountSessions(ctx, "session_many")
+		n, err := ftNewFleet(t, Config{Redis: cc}).CountSessions(ctx, "session_many")
 		done <- result{n, err}
 	}()
 	select {
@@ -886,111 +845,18 @@ func TestClusterCountSessionsManyMasters(t *testing.T) {
 
 // --- helpers ---
 
-// tpNode is one instance: a Bridge with a redisstore.Store on rdb and its
-// Fleet on the same client, the router of bridgetest.NewRouter behind a
-// plain httptest server, and a counter of the Redis commands sent on the
-// request path (calls).
-type tpNode struct {
-	b     *bridge.Bridge
-	f     *Fleet
-	store *redisstore.Store
-	rdb   redis.UniversalClient
-	ts    *httptest.Server
-	c     *http.Client
-	calls *tpRequestCalls
-	logs  *syncbuf.Buffer // the Bridge's logs, and the Fleet's
-}
-
-// newTpNode builds an instance on rdb signing with key, with a Fleet of
-// fc on rdb (fc.Redis is set here); Sessions is StoreSource(store).
-func newTpNode(t testing.TB, rdb redis.UniversalClient, key *bridgetest.Key, fc Config) *tpNode {
+// tpNodes returns two instances, "a" and "b", each on a client of its
+// own from newClient, sharing a new signing key (Node.Key), with Fleets
+// of fc (InstanceID set here).
+func tpNodes(t testing.TB, newClient func(testing.TB) redis.UniversalClient, fc Config) []*ftNode {
 	t.Helper()
-	nd := &tpNode{rdb: rdb, calls: new(tpRequestCalls)}
-	rdb.AddHook(nd.calls)
-	nd.store = bridgetest.NewStore(t, rdb, nil)
-	fc.Redis = rdb
-	nd.f = tpFleet(t, fc)
-	router := bridgetest.NewRouter(nd.store)
-	nd.b, _, nd.logs = bridgetest.NewBridge(t, func(c *bridge.Config) {
-		c.SigningKey = key.Key
-		c.Sessions = bridge.StoreSource(nd.store, bridgetest.SessionName)
-		c.Routes = bridgetest.Routes
-		c.Router = router
-		c.Fleet = nd.f
-	})
-	router.Use(nd.b.Middleware)
-	nd.ts = httptest.NewServer(tpMarkRequests(router))
-	t.Cleanup(nd.ts.Close)
-	nd.c = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return nd
-}
-
-// tpFleet returns New(cfg), failing the test on an error. Without a
-// Bridge (Config.Fleet) it is the operator's view, bridgectl's way.
-func tpFleet(t testing.TB, cfg Config) *Fleet {
-	t.Helper()
-	f, err := New(cfg)
-	if err != nil {
-		t.Fatalf("fleet.New: %v", err)
+	key := bridgetest.NewKey(t)
+	var nodes []*ftNode
+	for _, name := range []string{"a", "b"} {
+		fc.InstanceID = name
+		nodes = append(nodes, ftNewNode(t, newClient(t), key, fc))
 	}
-	return f
-}
-
-// tpRun runs nd's Fleet until the test ends (then Close).
-func tpRun(t testing.TB, nd *tpNode) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = nd.f.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = nd.f.Close()
-	})
-}
-
-// tpRequestKey marks the context of requests served by a test server, so
-// that tpRequestCalls counts the Redis commands of the request path only
-// (not those of Run's flushes, mode refreshes and revocation resyncs).
-type tpRequestKey struct{}
-
-func tpMarkRequests(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tpRequestKey{}, true)))
-	})
-}
-
-// tpRequestCalls is a go-redis hook counting the commands (and dials) made
-// with a request's context.
-type tpRequestCalls struct{ n atomic.Int64 }
-
-func (h *tpRequestCalls) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if ctx.Value(tpRequestKey{}) != nil {
-			h.n.Add(1)
-		}
-		return next(ctx, network, addr)
-	}
-}
-
-func (h *tpRequestCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(tpRequestKey{}) != nil {
-			h.n.Add(1)
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h *tpRequestCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(tpRequestKey{}) != nil {
-			h.n.Add(int64(len(cmds)))
-		}
-		return next(ctx, cmds)
-	}
+	return nodes
 }
 
 // tpFlushRecorder is a go-redis hook recording the counter batches Redis
@@ -1004,7 +870,7 @@ type tpFlushAck struct {
 	seqKey   string
 	seq      uint64
 	sent     time.Time         // when the pipeline was handed to go-redis
-	counts   map[string]uint64 // in tpCounts keys
+	counts   map[string]uint64 // in ftCounts keys
 	requests uint64
 }
 
@@ -1048,7 +914,7 @@ func (h *tpFlushRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
-// tpFieldKey maps a field of an hourly hash to its tpCounts key.
+// tpFieldKey maps a field of an hourly hash to its ftCounts key.
 func tpFieldKey(field string) (key string, request bool) {
 	p := strings.Split(field, fieldSep)
 	switch {
@@ -1062,121 +928,6 @@ func tpFieldKey(field string) (key string, request bool) {
 		return p[1] + " reason=" + p[2], false
 	}
 	return "unparsed " + field, false
-}
-
-// tpCounts are counters by "route source", "route converted", "route
-// retired" and "route reason=R", without zeros: the common ground of the
-// in-process snapshot, the fleet report and the clients' tally.
-type tpCounts = map[string]uint64
-
-func tpSnapshotCounts(bs ...*bridge.Bridge) tpCounts {
-	m := tpCounts{}
-	for _, b := range bs {
-		for _, rc := range b.Snapshot() {
-			for s, n := range rc.Requests().All() {
-				if n > 0 {
-					m[rc.Route+" "+s.String()] += n
-				}
-			}
-			if rc.Conversions > 0 {
-				m[rc.Route+" converted"] += rc.Conversions
-			}
-			if rc.Retired > 0 {
-				m[rc.Route+" retired"] += rc.Retired
-			}
-			for r, n := range rc.Rejections.All() {
-				if n > 0 {
-					m[rc.Route+" reason="+r.String()] += n
-				}
-			}
-		}
-	}
-	return m
-}
-
-func tpReportCounts(rep *Report) tpCounts {
-	m := tpCounts{}
-	for _, r := range rep.Routes {
-		for s, n := range r.Counts.All() {
-			if n > 0 {
-				m[r.Route+" "+s.String()] += n
-			}
-		}
-		if r.Converted > 0 {
-			m[r.Route+" converted"] += r.Converted
-		}
-		if r.Retired > 0 {
-			m[r.Route+" retired"] += r.Retired
-		}
-		for reason, n := range r.Rejections.All() {
-			if n > 0 {
-				m[r.Route+" reason="+reason.String()] += n
-			}
-		}
-	}
-	return m
-}
-
-// tpCompare fails with every counter where got and want differ.
-func tpCompare(t testing.TB, what string, got, want tpCounts) {
-	t.Helper()
-	keys := map[string]bool{}
-	for k := range got {
-		keys[k] = true
-	}
-	for k := range want {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		if got[k] != want[k] {
-			t.Errorf("%s: %s: got %d, want %d", what, k, got[k], want[k])
-		}
-	}
-}
-
-// tpResp is an answer read without failing the test (for goroutines).
-type tpResp struct {
-	status int
-	hdr    http.Header
-	reason string // WriteError's reason
-	source string // identityHandler's source
-	dur    time.Duration
-	err    error
-}
-
-// tpDo sends a GET to url, prepared by prep.
-func tpDo(c *http.Client, url string, prep func(*http.Request)) tpResp {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return tpResp{err: err}
-	}
-	prep(req)
-	start := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return tpResp{err: err, dur: time.Since(start)}
-	}
-	defer resp.Body.Close()
-	var body struct{ Reason, Source string }
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return tpResp{status: resp.StatusCode, hdr: resp.Header, reason: body.Reason, source: body.Source, dur: time.Since(start)}
-}
-
-// tpWaitFor polls cond every 10ms until it holds, failing after d.
-func tpWaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // tpForEachMaster runs fn on every master of a cluster client, or on
@@ -1214,17 +965,6 @@ func tpKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[
 		t.Fatalf("scan %q on the masters: %v", pattern, err)
 	}
 	return out
-}
-
-// tpSessionCookie is a valid legacy cookie (bridgetest.KeyPairs) naming id,
-// whether or not a session with that ID exists.
-func tpSessionCookie(t testing.TB, id string) *http.Cookie {
-	t.Helper()
-	v, err := securecookie.EncodeMulti(bridgetest.SessionName, id, securecookie.CodecsFromPairs(bridgetest.KeyPairs()...)...)
-	if err != nil {
-		t.Fatalf("encode cookie: %v", err)
-	}
-	return &http.Cookie{Name: bridgetest.SessionName, Value: v}
 }
 
 func tpRandom() string {

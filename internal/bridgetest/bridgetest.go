@@ -14,7 +14,8 @@
 //     and the logs are checked for every credential recorded with e.Secret
 //     when the test ends;
 //   - NewJarClient(t, ts), Do(t, c, method, url, hdr, cookies...): a
-//     browser-like client and one request with its body read;
+//     browser-like client and one request with its body read
+//     (Response.Identity decodes an IdentityHandler body);
 //   - SaveSession, SaveRbcervillaSession: legacy sessions in Redis;
 //   - Key.Mint, TokenClaims: tokens signed with a test key, and decoded
 //     without verification;
@@ -23,6 +24,11 @@
 //   - RedisCalls, ResetRedisStats: the commands a redis-server executed;
 //   - CheckNoSecrets, CookiesDesc: credentials stay out of logs and test
 //     output.
+//
+// The HTTP and test plumbing among these (NewJarClient, Do's Response,
+// Bearer, Clock, NewLogger, CheckNoSecrets, CookiesDesc, RedisCalls,
+// ResetRedisStats, SIDKey) is package webtest's, which the bridge's
+// internal tests use too; the names here forward to it.
 package bridgetest
 
 import (
@@ -31,15 +37,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
-	"encoding/base64"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -56,6 +57,7 @@ import (
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 	"github.com/sessionbridge/sessionbridge/internal/syncbuf"
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // The test bridge's identity and the legacy cookie's name.
@@ -67,17 +69,53 @@ const (
 
 // Secrets of the legacy cookie: the current securecookie key pair, a
 // previous hash key still accepted (rotation), and one nobody accepts;
-// SIDKey keys the sid hash.
+// SIDKey (webtest.SIDKey, shared with the bridge's internal tests) keys
+// the sid hash.
 var (
 	HashKey        = []byte("0123456789abcdef0123456789abcdef")
 	BlockKey       = []byte("fedcba9876543210fedcba9876543210")
 	OldHashKey     = []byte("old-hash-key-old-hash-key-old-ha")
 	UnknownHashKey = []byte("unknown-hash-key-unknown-hash-ke")
-	SIDKey         = []byte("sid-key-sid-key-sid-key-sid-key-")
+	SIDKey         = webtest.SIDKey
 )
 
 // KeyPairs are the key pairs the legacy app signs with, newest first.
 func KeyPairs() [][]byte { return [][]byte{HashKey, BlockKey, OldHashKey, nil} }
+
+// The HTTP and test plumbing of package webtest, under the names this
+// package's callers use.
+var (
+	NewLogger       = webtest.NewLogger
+	NewClock        = webtest.NewClock
+	NewJarClient    = webtest.NewJarClient
+	Bearer          = webtest.Bearer
+	CheckNoSecrets  = webtest.CheckNoSecrets
+	CookiesDesc     = webtest.CookiesDesc
+	RedisCalls      = webtest.RedisCalls
+	ResetRedisStats = webtest.ResetRedisStats
+)
+
+// Clock is a settable clock for Config.Now.
+type Clock = webtest.Clock
+
+// Response is a response with its body read (see webtest.Response), which
+// can also decode an IdentityHandler body.
+type Response struct{ *webtest.Response }
+
+// Do sends a request with the headers hdr (and cookies, if any) and reads
+// the whole response (see webtest.Do).
+func Do(t testing.TB, c *http.Client, method, url string, hdr http.Header, cookies ...*http.Cookie) *Response {
+	t.Helper()
+	return &Response{webtest.Do(t, c, method, url, hdr, cookies...)}
+}
+
+// Identity decodes an IdentityHandler body.
+func (r *Response) Identity(t testing.TB) IdentityBody {
+	t.Helper()
+	var b IdentityBody
+	r.JSON(t, &b)
+	return b
+}
 
 // Routes are the modes of NewRouter's routes.
 var Routes = bridge.Routes{
@@ -86,35 +124,6 @@ var Routes = bridge.Routes{
 	"/dual/{id}":  bridge.Dual,
 	"/jwt":        bridge.JWT,
 	"/legacy/app": bridge.Legacy,
-}
-
-// NewLogger returns a debug-level text logger writing into a new buffer.
-func NewLogger() (*slog.Logger, *syncbuf.Buffer) {
-	buf := new(syncbuf.Buffer)
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-// Clock is a settable clock for Config.Now.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a Clock at the current second.
-func NewClock() *Clock { return &Clock{now: time.Now().Truncate(time.Second)} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 // Key is a bridge key with its private part, so that tests can sign
@@ -177,18 +186,8 @@ func (k *Key) Mint(t testing.TB, b *bridge.Bridge, sub string, mod func(*bridge.
 // TokenClaims decodes a token's payload without verifying it.
 func TokenClaims(t testing.TB, tok string) *bridge.Claims {
 	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("token has %d parts, want 3", len(parts))
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
 	c := new(bridge.Claims)
-	if err := json.Unmarshal(raw, c); err != nil {
-		t.Fatalf("token payload: %v", err)
-	}
+	webtest.TokenPayload(t, tok, c)
 	return c
 }
 
@@ -417,89 +416,6 @@ func (e *Env) JWTCookie(tok string) *http.Cookie {
 	return &http.Cookie{Name: e.B.Config().CookieName, Value: tok}
 }
 
-// NewJarClient returns a client of ts with its own cookie jar that does
-// not follow redirects.
-func NewJarClient(t testing.TB, ts *httptest.Server) *http.Client {
-	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatalf("cookiejar.New: %v", err)
-	}
-	c := &http.Client{
-		Jar:           jar,
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	if tr, ok := ts.Client().Transport.(*http.Transport); ok {
-		c.Transport = tr
-	} else {
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-	}
-	return c
-}
-
-// Response is a response with its body read.
-type Response struct {
-	*http.Response
-	Body string
-}
-
-// Cookie returns the Set-Cookie of name in the response, or nil.
-func (r *Response) Cookie(name string) *http.Cookie {
-	for _, c := range r.Cookies() {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-// Identity decodes an IdentityHandler body.
-func (r *Response) Identity(t testing.TB) IdentityBody {
-	t.Helper()
-	var b IdentityBody
-	if err := json.Unmarshal([]byte(r.Body), &b); err != nil {
-		t.Fatalf("decode identity %q: %v", r.Body, err)
-	}
-	return b
-}
-
-// Reason decodes a WriteError body's reason ("" if it is not one).
-func (r *Response) Reason() string {
-	var b struct{ Reason string }
-	_ = json.Unmarshal([]byte(r.Body), &b)
-	return b.Reason
-}
-
-// Do sends a request with the headers hdr (and cookies, if any) and reads
-// the whole response.
-func Do(t testing.TB, c *http.Client, method, url string, hdr http.Header, cookies ...*http.Cookie) *Response {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatalf("NewRequest: %v", err)
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	for _, ck := range cookies {
-		req.AddCookie(ck)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
-	}
-	return &Response{Response: resp, Body: string(body)}
-}
-
-// Bearer returns a header with Authorization: Bearer tok.
-func Bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
-
 // RouteCounts returns the counters of route (failing if it is unknown).
 func RouteCounts(t testing.TB, b *bridge.Bridge, route string) bridge.RouteCounts {
 	t.Helper()
@@ -549,68 +465,4 @@ func TotalRequests(b *bridge.Bridge) uint64 {
 		n += rc.Requests().Total()
 	}
 	return n
-}
-
-// CheckNoSecrets fails if logs contain any of secrets (tokens, cookie
-// values, raw session IDs). Empty secrets are ignored.
-func CheckNoSecrets(t testing.TB, logs string, secrets ...string) {
-	t.Helper()
-	for _, s := range secrets {
-		if s != "" && strings.Contains(logs, s) {
-			t.Errorf("logs contain a credential %.12q…:\n%s", s, logs)
-		}
-	}
-}
-
-// RedisCalls returns how many commands srv executed since start or the
-// last CONFIG RESETSTAT, from INFO commandstats, leaving out the commands
-// of the measurement itself (INFO, CONFIG, HELLO, CLIENT).
-func RedisCalls(t testing.TB, srv *redistest.Server) map[string]int64 {
-	t.Helper()
-	c := redis.NewClient(srv.Options())
-	defer c.Close()
-	info, err := c.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatalf("INFO commandstats: %v", err)
-	}
-	calls := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_")
-		if !ok {
-			continue
-		}
-		name, stats, _ := strings.Cut(rest, ":")
-		if name == "info" || name == "hello" || strings.HasPrefix(name, "config") || strings.HasPrefix(name, "client") {
-			continue
-		}
-		var n int64
-		if _, err := fmt.Sscanf(stats, "calls=%d", &n); err == nil && n > 0 {
-			calls[name] = n
-		}
-	}
-	return calls
-}
-
-// ResetRedisStats runs CONFIG RESETSTAT on srv.
-func ResetRedisStats(t testing.TB, srv *redistest.Server) {
-	t.Helper()
-	c := redis.NewClient(srv.Options())
-	defer c.Close()
-	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
-		t.Fatalf("CONFIG RESETSTAT: %v", err)
-	}
-}
-
-// CookiesDesc describes cookies for test messages without their values
-// (credentials stay out of test output too).
-func CookiesDesc(cs ...*http.Cookie) string {
-	var parts []string
-	for _, c := range cs {
-		if c == nil {
-			parts = append(parts, "<nil>")
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s=<%d bytes>; Max-Age=%d", c.Name, len(c.Value), c.MaxAge))
-	}
-	return "[" + strings.Join(parts, ", ") + "]"
 }
