@@ -120,6 +120,9 @@ func New(cfg Config) (*Bridge, error) {
 		issuers = append(issuers, rk.issuer(cfg.Leeway, cfg.Now))
 	}
 	b.verifier = newVerifier(issuers, cfg.MaxTokenSize, cfg.Now, cfg.CacheSize, b.revoked)
+	for _, rk := range b.remote {
+		rk.cache = b.verifier.cache
+	}
 	if cfg.Router != nil {
 		b.routes.walk(cfg.Router)
 	}
@@ -292,6 +295,7 @@ func ownIssuer(cfg Config) *issuer {
 	}
 	return &issuer{
 		name:      cfg.Issuer,
+		own:       true,
 		validator: newIssuerValidator(cfg.Issuer, []string{cfg.Audience}, cfg.Leeway, cfg.Now),
 		algs:      algs,
 		key: func(kid, alg string) (any, error) {

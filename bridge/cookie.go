@@ -7,9 +7,18 @@ import (
 )
 
 // cookieValue returns the value of the first cookie named name in r's
-// Cookie headers, without allocating (net/http's r.Cookie parses every
-// cookie into a new slice). Surrounding double quotes are removed.
+// Cookie headers.
 func cookieValue(r *http.Request, name string) string {
+	v, _ := cookieValues(r, name)
+	return v
+}
+
+// cookieValues returns the value of the first cookie named name in r's
+// Cookie headers, as r.Cookie does, and how many cookies have that name
+// (0, 1, or 2 for several, empty ones included), without allocating
+// (net/http's r.Cookie parses every cookie into a new slice). Surrounding
+// double quotes are removed.
+func cookieValues(r *http.Request, name string) (first string, n int) {
 	for _, line := range r.Header["Cookie"] {
 		for len(line) > 0 {
 			var part string
@@ -22,10 +31,13 @@ func cookieValue(r *http.Request, name string) string {
 			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
 				v = v[1 : len(v)-1]
 			}
-			return v
+			if n++; n > 1 {
+				return first, n
+			}
+			first = v
 		}
 	}
-	return ""
+	return first, n
 }
 
 // bearerToken returns the token of an "Authorization: Bearer" header and

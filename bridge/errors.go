@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Sentinel errors. Errors returned or passed to Config.ErrorHandler wrap one
@@ -68,4 +69,23 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		Error  string `json:"error"`
 		Reason string `json:"reason"`
 	}{http.StatusText(status), reason})
+}
+
+// Caps of what the bridge logs from a request: an attacker-controlled
+// string it quotes (an unverified issuer, a kid, a typ), and a whole
+// error, so that no request can fill the logs.
+const (
+	maxLoggedValue = 64
+	maxLoggedError = 256
+)
+
+// capped returns s cut to maxLoggedValue bytes, marked when cut; the log
+// handler escapes it.
+func capped(s string) string { return cut(s, maxLoggedValue) }
+
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

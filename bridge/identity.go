@@ -39,6 +39,7 @@ func ParseSource(s string) (Source, bool) {
 // Identity is who made a request. It is a value read through its methods,
 // none of which hands out anything a later request shares.
 type Identity struct {
+	issuer    string
 	subject   string
 	name      string
 	roles     []string
@@ -50,8 +51,15 @@ type Identity struct {
 	sid       string // the session's keyed hash, for a session identity
 }
 
-// Subject is the token's sub, or the session's user ID.
+// Subject is the local user's ID: the session's user, the sub of a token
+// of Config.Issuer, or the user a trusted issuer's token is linked to
+// (TrustedIssuer.Link). It is empty for an IdP identity not linked to a
+// local user: never an IdP's sub (see Issuer and Claims).
 func (id Identity) Subject() string { return id.subject }
+
+// Issuer is who vouches for the identity: the token's iss, or
+// Config.Issuer for a session.
+func (id Identity) Issuer() string { return id.issuer }
 
 // Name is the user's display name.
 func (id Identity) Name() string { return id.name }

@@ -59,6 +59,17 @@ type TrustedIssuer struct {
 	MaxBodySize int64
 	// HTTPClient fetches the JWKS. Default: a client with Timeout.
 	HTTPClient *http.Client
+	// Link maps a verified token of this issuer to a local user, once per
+	// token: ok false (or nil Link) leaves it the IdP's own identity, with
+	// an empty Subject and no roles. Link only on claims the IdP vouches
+	// for, such as a verified email.
+	Link func(ctx context.Context, c Claims) (u LocalUser, ok bool, err error)
+}
+
+// LocalUser is the local user an IdP identity is linked to.
+type LocalUser struct {
+	Subject, Name string
+	Roles         []string
 }
 
 var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
@@ -131,6 +142,16 @@ type remoteKeys struct {
 	cfg     TrustedIssuer
 	log     *slog.Logger
 	storage atomic.Pointer[jwkset.Storage] // nil until Run starts it
+	// cache holds the tokens verified with these keys, among others.
+	cache *tokenCache
+}
+
+// keysRemoved drops this issuer's cached tokens after its JWKS dropped a
+// key, so that none signed by that key verifies from the cache again.
+func (rk *remoteKeys) keysRemoved() {
+	n := rk.cache.purgeIf(func(e *cacheEntry) bool { return e.claims.Issuer == rk.cfg.Issuer })
+	rk.log.Info("bridge: a key left the issuer's JWKS; its cached tokens are verified again",
+		"issuer", rk.cfg.Issuer, "tokens", n)
 }
 
 // issuer returns the verifier's view of a trusted issuer.
@@ -140,6 +161,7 @@ func (rk *remoteKeys) issuer(leeway time.Duration, now func() time.Time) *issuer
 		validator: newIssuerValidator(rk.cfg.Issuer, rk.cfg.Audiences, leeway, now),
 		algs:      rk.cfg.Algorithms,
 		key:       rk.key,
+		link:      rk.cfg.Link,
 	}
 }
 
@@ -160,7 +182,7 @@ func (rk *remoteKeys) key(kid, alg string) (any, error) {
 	defer cancel()
 	jwk, err := (*sp).KeyRead(ctx, kid)
 	if err != nil {
-		return nil, fmt.Errorf("unknown kid: %w", err)
+		return nil, fmt.Errorf("kid %q not in the issuer's key set (%v)", capped(kid), cut(err.Error(), maxLoggedValue))
 	}
 	key := jwk.Key()
 	if _, ok := key.(interface{ Public() crypto.PublicKey }); ok {
@@ -225,7 +247,7 @@ func (rk *remoteKeys) start(ctx context.Context) {
 		NoErrorReturnFirstHTTPReq: true,
 		RefreshErrorHandler:       onError,
 		RefreshInterval:           c.RefreshInterval,
-		Storage:                   &lastGoodKeys{MemoryJWKSet: jwkset.NewMemoryStorage(), onEmpty: onError},
+		Storage:                   &lastGoodKeys{MemoryJWKSet: jwkset.NewMemoryStorage(), onEmpty: onError, onRemoved: rk.keysRemoved},
 	})
 	if err != nil {
 		onError(ctx, err)
@@ -247,9 +269,12 @@ func (rk *remoteKeys) start(ctx context.Context) {
 
 // lastGoodKeys refuses to replace a key set with an empty one: an IdP
 // answering {"keys":[]} by mistake does not lock its users out.
+// When a refresh drops a key, onRemoved runs after the replacement: the
+// tokens it signed that are cached as verified must go too.
 type lastGoodKeys struct {
 	*jwkset.MemoryJWKSet
-	onEmpty func(context.Context, error)
+	onEmpty   func(context.Context, error)
+	onRemoved func()
 }
 
 func (s *lastGoodKeys) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
@@ -257,7 +282,24 @@ func (s *lastGoodKeys) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) er
 		s.onEmpty(ctx, errors.New("JWKS has no usable key"))
 		return nil
 	}
-	return s.MemoryJWKSet.KeyReplaceAll(ctx, given)
+	old, err := s.MemoryJWKSet.KeyReadAll(ctx)
+	if err != nil {
+		return err
+	}
+	kept := make(map[string]bool, len(given))
+	for _, k := range given {
+		kept[k.Marshal().KID] = true
+	}
+	if err := s.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
+		return err
+	}
+	for _, k := range old {
+		if !kept[k.Marshal().KID] {
+			s.onRemoved()
+			break
+		}
+	}
+	return nil
 }
 
 // isLoopbackHost reports whether host (no port) is localhost or a loopback

@@ -86,11 +86,11 @@ func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []Revocation {
 		until = e.claims.ExpiresAt.Time.Add(b.cfg.Leeway)
 	}
 	var rs []Revocation
-	if e.claims.ID != "" {
-		rs = append(rs, Revocation{JTI: e.claims.ID, Until: until})
+	if e.jti != "" {
+		rs = append(rs, Revocation{JTI: e.jti, Until: until})
 	}
-	if e.claims.SID != "" {
-		rs = append(rs, Revocation{SID: e.claims.SID, Until: later(until, sidUntil)})
+	if e.sid != "" {
+		rs = append(rs, Revocation{SID: e.sid, Until: later(until, sidUntil)})
 	}
 	return rs
 }

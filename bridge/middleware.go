@@ -99,13 +99,25 @@ func (x *check) authenticate() (*Identity, error) {
 				return nil, x.fail(http.StatusUnauthorized, reason, err, true)
 			}
 		} else {
-			id, tokenEntry = &e.bearer, e
+			id, _ = e.identities(x.r.Context(), b.log)
+			tokenEntry = e
 		}
 	}
 
 	// 2. The JWT cookie.
 	var cookieEntry *cacheEntry
-	if tok := cookieValue(x.r, b.cfg.CookieName); tok != "" {
+	switch tok, n := cookieValues(x.r, b.cfg.CookieName); {
+	case n > 1:
+		// Two cookies of our name: one was set by someone else (a sibling
+		// subdomain can toss one). Neither is trusted; the session, if
+		// any, decides.
+		if id == nil {
+			x.note(ReasonCookieDuplicate, fmt.Errorf("%w: several %s cookies", ErrInvalidToken, b.cfg.CookieName))
+		}
+		if x.mode != Legacy {
+			x.clearJWT = true
+		}
+	case tok != "":
 		e, err := b.verifier.verifyAt(tok, x.now)
 		switch {
 		case err != nil:
@@ -116,13 +128,14 @@ func (x *check) authenticate() (*Identity, error) {
 				x.clearJWT = true
 			}
 		case id != nil:
-			if e.claims.Subject != id.subject {
+			if e.claims.Subject != tokenEntry.claims.Subject || e.claims.Issuer != tokenEntry.claims.Issuer {
 				b.counters.reject(x.route, ReasonSubjectMismatch)
 				b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: bearer and cookie name different subjects; bearer wins",
 					slog.String("route", b.routes.names[x.route]))
 			}
 		default:
-			id, cookieEntry, tokenEntry = &e.cookie, e, e
+			_, id = e.identities(x.r.Context(), b.log)
+			cookieEntry, tokenEntry = e, e
 		}
 	}
 
@@ -166,7 +179,7 @@ func (x *check) authenticate() (*Identity, error) {
 		// A guest session (a cart before login): it authenticates nobody.
 		return nil, nil
 	}
-	id = &Identity{source: SourceSession, session: sess.Values, sid: sid,
+	id = &Identity{source: SourceSession, session: sess.Values, sid: sid, issuer: b.cfg.Issuer,
 		subject: c.Subject, name: c.Name, roles: c.Roles}
 	if b.cfg.Fleet != nil {
 		b.cfg.Fleet.SessionSeen(sid)
@@ -260,7 +273,7 @@ func (x *check) retireBehindToken(e *cacheEntry) {
 	sess, err := loadSession(b.cfg.Sessions, x.r)
 	switch {
 	case err == nil:
-		if e.claims.SID != "" && e.claims.SID == b.sids.sid(sess.ID) {
+		if e.sid != "" && e.sid == b.sids.sid(sess.ID) {
 			x.retire(sess)
 			return
 		}
@@ -287,14 +300,14 @@ func (x *check) refresh(e *cacheEntry) {
 	// Only tokens the bridge minted from a session slide with it: a token
 	// of another issuer, or one set from a bearer token, has no session
 	// of ours to follow (and must not turn into the session's user).
-	if e.claims.SID == "" || e.claims.Issuer != b.cfg.Issuer {
+	if e.sid == "" {
 		return
 	}
 	sess, err := loadSession(b.cfg.Sessions, x.r)
 	switch {
 	case err == nil:
 		sid := b.sids.sid(sess.ID)
-		if e.claims.SID != sid {
+		if e.sid != sid {
 			return // another session: it converts on its own
 		}
 		tok, c, err := b.mintFor(sess.Values, sess.TTL, sid, x.now)
@@ -314,7 +327,7 @@ func (x *check) note(reason Reason, err error) {
 		slog.String("route", x.b.routes.names[x.route]),
 		slog.String("mode", x.mode.String()),
 		slog.String("reason", reason.String()),
-		slog.String("error", err.Error()))
+		slog.String("error", cut(err.Error(), maxLoggedError)))
 }
 
 // fail counts the request and returns the *Rejection to answer it with.

@@ -26,6 +26,7 @@ const (
 	ReasonCrossOrigin                      // CSRF check failed
 	ReasonNoCredentials                    // nothing presented on a dual or jwt route
 	ReasonSubjectMismatch                  // bearer and cookie name different subjects (bearer wins)
+	ReasonCookieDuplicate                  // several JWT cookies: none is trusted
 	numReasons
 )
 
@@ -44,6 +45,7 @@ var reasonNames = [numReasons]string{
 	ReasonCrossOrigin:        "cross_origin",
 	ReasonNoCredentials:      "no_credentials",
 	ReasonSubjectMismatch:    "subject_mismatch",
+	ReasonCookieDuplicate:    "jwt_cookie_duplicate",
 }
 
 // String returns the reason's label, such as session_unknown.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,10 @@ type Claims struct {
 	// SID is a keyed hash of the legacy session ID the token was minted
 	// from: never the raw ID. Empty for tokens not minted from a session.
 	SID string `json:"sid,omitempty"`
+	// Email and EmailVerified are the OIDC claims an IdP's Link may match
+	// a local user on (only when EmailVerified).
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
 }
 
 // clone returns a copy of c that shares no slice or date with it.
@@ -47,10 +52,13 @@ func cloneDate(d *jwt.NumericDate) *jwt.NumericDate {
 // issuer is verified with this issuer's keys only.
 type issuer struct {
 	name      string
+	own       bool // Config.Issuer: its subjects are local users
 	validator *jwt.Validator
 	algs      []string
 	// key returns the verification key for a token's kid and alg.
 	key func(kid, alg string) (any, error)
+	// link is TrustedIssuer.Link; nil for our own issuer.
+	link func(context.Context, Claims) (LocalUser, bool, error)
 }
 
 // forbiddenHeaders name keys or key locations inside the token, which the
@@ -164,7 +172,7 @@ func (v *verifier) verify(tok string) (*cacheEntry, error) { return v.verifyAt(t
 // (the middleware reads it once per request).
 func (v *verifier) verifyAt(tok string, now time.Time) (*cacheEntry, error) {
 	if e := v.cache.get(tok, now); e != nil {
-		if v.revoked.has(e.claims.ID, e.claims.SID) {
+		if v.revoked.has(e.jti, e.sid) {
 			return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
 		}
 		return e, nil
@@ -182,15 +190,18 @@ func (v *verifier) verifyAt(tok string, now time.Time) (*cacheEntry, error) {
 	}
 	iss := v.issuers[claims.Issuer] // keyFunc found it; checked again all the same
 	if iss == nil {
-		return nil, tokenError(fmt.Errorf("issuer %q is not trusted", claims.Issuer))
+		return nil, tokenError(fmt.Errorf("issuer %q is not trusted", capped(claims.Issuer)))
 	}
 	if err := iss.validator.Validate(claims); err != nil {
 		return nil, tokenError(err)
 	}
-	if v.revoked.has(claims.ID, claims.SID) {
+	if claims.Subject == "" {
+		return nil, tokenError(errors.New("token has no sub"))
+	}
+	e := newCacheEntry(tok, claims, iss)
+	if v.revoked.has(e.jti, e.sid) {
 		return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
 	}
-	e := newCacheEntry(tok, claims)
 	v.cache.put(tok, e, now)
 	return e, nil
 }
@@ -206,7 +217,7 @@ func (v *verifier) key(t *jwt.Token) (any, error) {
 	}
 	if typ, ok := t.Header["typ"]; ok {
 		if s, _ := typ.(string); s != "JWT" && s != "at+jwt" && s != "application/at+jwt" {
-			return nil, fmt.Errorf("header typ %q is not accepted", s)
+			return nil, fmt.Errorf("header typ %q is not accepted", capped(s))
 		}
 	}
 	claims, _ := t.Claims.(*wireClaims)
@@ -215,7 +226,7 @@ func (v *verifier) key(t *jwt.Token) (any, error) {
 	}
 	iss := v.issuers[claims.Issuer]
 	if iss == nil {
-		return nil, fmt.Errorf("issuer %q is not trusted", claims.Issuer)
+		return nil, fmt.Errorf("issuer %q is not trusted", capped(claims.Issuer))
 	}
 	kid, ok := t.Header["kid"].(string)
 	if _, present := t.Header["kid"]; present && (!ok || kid == "") {
@@ -241,6 +252,10 @@ type wireClaims struct {
 	Name      string           `json:"name,omitempty"`
 	Roles     []string         `json:"roles,omitempty"`
 	SID       string           `json:"sid,omitempty"`
+	Email     string           `json:"email,omitempty"`
+	// EmailVerified is a bool, or the string "true" some IdPs send
+	// (Amazon Cognito): anything else is false, never a refusal.
+	EmailVerified any `json:"email_verified,omitempty"`
 }
 
 var errWireClaims = errors.New("bridge: wire claims are not validated; convert them first")
@@ -256,7 +271,8 @@ func (*wireClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, e
 func (w *wireClaims) claims() (*Claims, error) {
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience, ID: w.ID},
-		Name:             w.Name, Roles: w.Roles, SID: w.SID,
+		Name:             w.Name, Roles: w.Roles, SID: w.SID, Email: w.Email,
+		EmailVerified: w.EmailVerified == true || w.EmailVerified == "true",
 	}
 	var err error
 	if c.ExpiresAt, err = numericDate("exp", w.ExpiresAt); err != nil {

@@ -1,32 +1,93 @@
 package bridge
 
 import (
+	"context"
+	"crypto/sha256"
 	"hash/maphash"
+	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // cacheEntry is a verified token with the identities built from it once,
 // in one allocation, so that a repeat token costs a map lookup and no
-// allocation. Nothing in it changes once it is made: the middleware puts
-// a pointer to one of its identities in the request context, and
-// IdentityFrom hands the handler a copy.
+// allocation. Nothing in it changes once it is made (but for linked, set
+// once): the middleware puts a pointer to one of its identities in the
+// request context, and IdentityFrom hands the handler a copy.
 type cacheEntry struct {
 	claims *Claims
 	exp    time.Time
-	bearer Identity
-	cookie Identity
+	iss    *issuer
+	// jti and sid are the token's keys in the denylist: its jti (scoped
+	// by issuer for a trusted issuer's token, or a hash of the token when
+	// it has none) and, for a token of Config.Issuer only, its sid.
+	jti, sid string
+	bearer   Identity
+	cookie   Identity
+	// linked holds the identities a trusted issuer's Link resolved.
+	linked atomic.Pointer[[2]Identity]
 }
 
-func newCacheEntry(tok string, c *Claims) *cacheEntry {
-	e := &cacheEntry{claims: c}
+func newCacheEntry(tok string, c *Claims, iss *issuer) *cacheEntry {
+	e := &cacheEntry{claims: c, iss: iss, jti: c.ID}
 	if c.ExpiresAt != nil {
 		e.exp = c.ExpiresAt.Time
 	}
-	e.bearer = Identity{subject: c.Subject, name: c.Name, roles: c.Roles, claims: c, expiresAt: e.exp, token: tok, source: SourceJWTBearer}
+	e.bearer = Identity{issuer: c.Issuer, name: c.Name, claims: c, expiresAt: e.exp, token: tok, source: SourceJWTBearer}
+	if iss.own {
+		// Our own token: its sub is a local user, its roles ours.
+		e.bearer.subject, e.bearer.roles, e.sid = c.Subject, c.Roles, c.SID
+	} else {
+		// A trusted issuer's identity is its own: no local user (unless
+		// Link says so), no local roles, revoked within its issuer.
+		e.jti = revocationJTI(c.Issuer, c.ID, tok)
+	}
 	e.cookie = e.bearer
 	e.cookie.source = SourceJWTCookie
 	return e
+}
+
+// revocationJTI is the denylist key of a trusted issuer's token: its
+// issuer and jti, or a hash of the token itself when it has no jti.
+func revocationJTI(issuer, jti, tok string) string {
+	if jti == "" {
+		sum := sha256.Sum256([]byte(tok))
+		jti = "#" + b64(sum[:18])
+	}
+	return issuer + " " + jti
+}
+
+// identities returns the entry's bearer and cookie identities, linked to
+// a local user by the issuer's Link, if it has one. A Link that fails
+// leaves the identity unlinked for this request, and is asked again next
+// time.
+func (e *cacheEntry) identities(ctx context.Context, log *slog.Logger) (*Identity, *Identity) {
+	if e.iss.link == nil {
+		return &e.bearer, &e.cookie
+	}
+	if p := e.linked.Load(); p != nil {
+		return &p[0], &p[1]
+	}
+	u, ok, err := e.iss.link(ctx, e.claims.clone())
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "bridge: identity not linked to a local user",
+			slog.String("issuer", capped(e.claims.Issuer)), slog.String("error", err.Error()))
+		return &e.bearer, &e.cookie
+	}
+	ids := [2]Identity{e.bearer, e.cookie}
+	if ok && u.Subject != "" {
+		for i := range ids {
+			ids[i].subject, ids[i].roles = u.Subject, slices.Clone(u.Roles)
+			if u.Name != "" {
+				ids[i].name = u.Name
+			}
+		}
+	}
+	e.linked.CompareAndSwap(nil, &ids)
+	p := e.linked.Load()
+	return &p[0], &p[1]
 }
 
 const cacheShards = 16
@@ -125,12 +186,22 @@ func (c *tokenCache) put(tok string, e *cacheEntry, now time.Time) {
 	s.m[h] = cacheSlot{tok, e}
 }
 
-// purge drops every cached token (after a revocation or key change).
-func (c *tokenCache) purge() {
+// purgeIf drops the cached tokens drop selects and returns how many.
+func (c *tokenCache) purgeIf(drop func(*cacheEntry) bool) int {
+	n := 0
 	for i := range c.nshards {
 		s := &c.shards[i]
 		s.Lock()
-		clear(s.m)
+		for k, slot := range s.m {
+			if drop(slot.e) {
+				delete(s.m, k)
+				n++
+			}
+		}
 		s.Unlock()
 	}
+	return n
 }
+
+// purge drops every cached token.
+func (c *tokenCache) purge() { c.purgeIf(func(*cacheEntry) bool { return true }) }

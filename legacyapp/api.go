@@ -18,6 +18,9 @@ type meResponse struct {
 	Username   string   `json:"username"`
 	Roles      []string `json:"roles"`
 	AuthSource string   `json:"auth_source"`
+	// Issuer names the identity provider of an identity that no local
+	// user is linked to.
+	Issuer string `json:"issuer,omitempty"`
 }
 
 type userResponse struct {
@@ -41,6 +44,7 @@ func (a *App) me(w http.ResponseWriter, r *http.Request) {
 		Username:   p.Username,
 		Roles:      nonNil(p.Roles),
 		AuthSource: p.Source,
+		Issuer:     p.Issuer,
 	})
 }
 
@@ -51,7 +55,7 @@ func (a *App) listOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Orders []Order `json:"orders"`
-	}{a.ordersOf(p.UserID)})
+	}{a.ordersOf(p)})
 }
 
 func (a *App) getOrder(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +64,7 @@ func (a *App) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := mux.Vars(r)["id"]
-	for _, o := range a.ordersOf(p.UserID) {
+	for _, o := range a.ordersOf(p) {
 		if o.ID == id {
 			writeJSON(w, http.StatusOK, o)
 			return

@@ -25,9 +25,10 @@ func demoOrders() map[string][]Order {
 	}
 }
 
-// ordersOf returns the orders of the user with the given ID, never nil.
-func (a *App) ordersOf(userID string) []Order {
-	if o := a.orders[userID]; o != nil {
+// ordersOf returns the orders of p, never nil: none for an external
+// identity, whatever its subject.
+func (a *App) ordersOf(p Principal) []Order {
+	if o := a.orders[p.UserID]; o != nil && p.Issuer == "" {
 		return o
 	}
 	return []Order{}

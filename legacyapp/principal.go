@@ -46,9 +46,14 @@ var (
 
 // Principal is the caller of a request.
 type Principal struct {
+	// UserID is the local user's ID or, when Issuer is set, the subject
+	// the external identity provider gave: no local user's.
 	UserID   string
 	Username string
 	Roles    []string
+	// Issuer is set for an identity of an external identity provider that
+	// no local user is linked to: it owns nothing here and has no roles.
+	Issuer string
 	// Source says what identified the caller, e.g. "session" for the
 	// legacy session (SourceSession).
 	Source string
@@ -70,6 +75,11 @@ func (e *UnauthenticatedError) Error() string {
 
 // Is makes errors.Is(err, ErrUnauthenticated) true.
 func (e *UnauthenticatedError) Is(target error) bool { return target == ErrUnauthenticated }
+
+// UserByVerifiedEmail returns the local user an external identity with
+// this verified email is: the demo's link between an IdP's identities and
+// its users.
+func (a *App) UserByVerifiedEmail(email string) (User, bool) { return a.users.byEmail(email) }
 
 // SessionUser identifies the caller by the legacy session: the default
 // Config.CurrentUser. The Principal's Source is SourceSession.

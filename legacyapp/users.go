@@ -3,6 +3,7 @@ package legacyapp
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -12,6 +13,9 @@ type User struct {
 	ID       string
 	Username string
 	Roles    []string
+	// Email is the user's verified email: what links an identity of a
+	// trusted IdP to this user (UserByVerifiedEmail).
+	Email string
 	// PasswordHash is the bcrypt hash of the password.
 	PasswordHash []byte
 }
@@ -27,11 +31,12 @@ const (
 )
 
 // DemoUsers returns the demo accounts: alice / alice-password (user ID "1",
-// role user) and bob / bob-password (user ID "2", roles user and admin).
+// role user, alice@example.com) and bob / bob-password (user ID "2", roles
+// user and admin, bob@example.com).
 func DemoUsers() []User {
 	return []User{
-		{ID: "1", Username: "alice", Roles: []string{"user"}, PasswordHash: []byte(aliceHash)},
-		{ID: "2", Username: "bob", Roles: []string{"user", "admin"}, PasswordHash: []byte(bobHash)},
+		{ID: "1", Username: "alice", Roles: []string{"user"}, Email: "alice@example.com", PasswordHash: []byte(aliceHash)},
+		{ID: "2", Username: "bob", Roles: []string{"user", "admin"}, Email: "bob@example.com", PasswordHash: []byte(bobHash)},
 	}
 }
 
@@ -70,6 +75,17 @@ func newUserDirectory(users []User) (userDirectory, error) {
 		d.list = append(d.list, u)
 	}
 	return d, nil
+}
+
+// byEmail returns the user whose email is email (case-insensitively).
+func (d userDirectory) byEmail(email string) (User, bool) {
+	for _, u := range d.list {
+		if u.Email != "" && strings.EqualFold(u.Email, email) {
+			u.Roles = slices.Clone(u.Roles)
+			return u, true
+		}
+	}
+	return User{}, false
 }
 
 // authenticate returns the user with the given name and password. An

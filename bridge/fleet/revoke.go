@@ -112,7 +112,12 @@ func (f *Fleet) watchRevocations(ctx context.Context, b *bridge.Bridge) {
 			if !ok {
 				return
 			}
-			name, unix, _ := strings.Cut(m.Payload, " ")
+			// "member unix": the member may hold spaces (an issuer-scoped jti).
+			i := strings.LastIndexByte(m.Payload, ' ')
+			if i < 0 {
+				continue
+			}
+			name, unix := m.Payload[:i], m.Payload[i+1:]
 			sec, err := strconv.ParseInt(unix, 10, 64)
 			if r, ok := parseMember(name, time.Unix(sec, 0)); ok && err == nil {
 				b.Deny(r)

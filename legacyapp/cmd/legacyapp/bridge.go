@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -161,15 +163,27 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	cfg.Sessions = bridge.StoreSource(store, appCfg.SessionName)
 	var app *legacyapp.App
 	appCfg.CurrentUser = func(r *http.Request) (legacyapp.Principal, error) {
-		if id, ok := bridge.IdentityFrom(r.Context()); ok {
-			return legacyapp.Principal{UserID: id.Subject(), Username: id.Name(), Roles: id.Roles(), Source: id.Source().String()}, nil
+		id, ok := bridge.IdentityFrom(r.Context())
+		switch {
+		case !ok:
+			// A route in legacy mode: the bridge only observed.
+			return app.SessionUser(r)
+		case id.Subject() == "":
+			// An IdP's identity that no local user is linked to: its own
+			// subject, under its issuer, with no local role.
+			c, _ := id.Claims()
+			return legacyapp.Principal{UserID: c.Subject, Username: id.Name(), Issuer: id.Issuer(), Source: id.Source().String()}, nil
 		}
-		// A route in legacy mode: the bridge only observed.
-		return app.SessionUser(r)
+		return legacyapp.Principal{UserID: id.Subject(), Username: id.Name(), Roles: id.Roles(), Source: id.Source().String()}, nil
 	}
 	app, err := newApp(appCfg)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	// An IdP identity is the local user whose email it carries, verified.
+	cfg.TrustedIssuers = slices.Clone(cfg.TrustedIssuers)
+	for i := range cfg.TrustedIssuers {
+		cfg.TrustedIssuers[i].Link = linkByVerifiedEmail(app)
 	}
 	r := app.Router()
 	fcfg := d.fleet
@@ -221,6 +235,18 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	}))
 	r.Use(b.Middleware)
 	return b, f, r, nil
+}
+
+// linkByVerifiedEmail links an IdP identity to the local user with its
+// email, when the IdP says the email is verified.
+func linkByVerifiedEmail(app *legacyapp.App) func(context.Context, bridge.Claims) (bridge.LocalUser, bool, error) {
+	return func(_ context.Context, c bridge.Claims) (bridge.LocalUser, bool, error) {
+		if !c.EmailVerified || c.Email == "" {
+			return bridge.LocalUser{}, false, nil
+		}
+		u, ok := app.UserByVerifiedEmail(c.Email)
+		return bridge.LocalUser{Subject: u.ID, Name: u.Username, Roles: u.Roles}, ok, nil
+	}
 }
 
 // loopbackOnly answers 403 to clients not on the loopback interface.
