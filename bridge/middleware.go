@@ -174,6 +174,13 @@ func (x *check) authenticate() (*Identity, error) {
 		return nil, x.sessionFailed(err)
 	}
 	sid := b.sids.sid(sess.ID)
+	if b.revoked.has("", sid) {
+		// Logged out through one of its tokens: the session never
+		// authenticates or mints again, and goes the first time it is seen.
+		x.endSession(sess)
+		x.note(ReasonSessionRevoked, fmt.Errorf("%w: the session was logged out", ErrSessionNotFound))
+		return nil, nil
+	}
 	c, err := b.cfg.ClaimsFromSession(sess.Values)
 	if err != nil || c.Subject == "" {
 		// A guest session (a cart before login): it authenticates nobody.
@@ -230,7 +237,12 @@ func (x *check) sessionFailed(err error) error {
 // convert mints a JWT from the session and sets it as the JWT cookie.
 func (x *check) convert(sess *Session, id *Identity) {
 	b := x.b
-	tok, c, err := b.mintFor(sess.Values, sess.TTL, id.sid, x.now)
+	ttl, err := sessionTTL(x.r.Context(), b.cfg.Sessions, sess)
+	var tok string
+	var c *Claims
+	if err == nil {
+		tok, c, err = b.mintFor(sess.Values, ttl, id.sid, x.now)
+	}
 	if err != nil {
 		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: session not converted",
 			slog.String("route", b.routes.names[x.route]), slog.String("error", err.Error()))
@@ -283,6 +295,25 @@ func (x *check) retireBehindToken(e *cacheEntry) {
 	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
 }
 
+// endSession deletes a logged-out session, expires its cookie and the JWT
+// cookie, and empties the copy a legacy handler would read later in this
+// request (StoreSource). A store that cannot answer leaves the session to
+// the next request: it is refused all the same.
+func (x *check) endSession(sess *Session) {
+	b := x.b
+	if err := b.cfg.Sessions.Delete(x.r.Context(), sess); err != nil {
+		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: logged-out session not deleted",
+			slog.String("route", b.routes.names[x.route]), slog.String("error", err.Error()))
+	}
+	if f, ok := b.cfg.Sessions.(interface{ forget(*http.Request) }); ok {
+		f.forget(x.r)
+	}
+	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
+	if cookieValue(x.r, b.cfg.CookieName) != "" {
+		x.clearJWT = true
+	}
+}
+
 // nearExpiry reports whether a token is in the last quarter of its life.
 func (x *check) nearExpiry(c *Claims) bool {
 	if c.IssuedAt == nil || c.ExpiresAt == nil {
@@ -310,7 +341,11 @@ func (x *check) refresh(e *cacheEntry) {
 		if e.sid != sid {
 			return // another session: it converts on its own
 		}
-		tok, c, err := b.mintFor(sess.Values, sess.TTL, sid, x.now)
+		ttl, err := sessionTTL(x.r.Context(), b.cfg.Sessions, sess)
+		if err != nil {
+			return
+		}
+		tok, c, err := b.mintFor(sess.Values, ttl, sid, x.now)
 		if err == nil && b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
 			x.setJWT = true
 		}

@@ -27,6 +27,7 @@ const (
 	ReasonNoCredentials                    // nothing presented on a dual or jwt route
 	ReasonSubjectMismatch                  // bearer and cookie name different subjects (bearer wins)
 	ReasonCookieDuplicate                  // several JWT cookies: none is trusted
+	ReasonSessionRevoked                   // a session logged out through one of its tokens
 	numReasons
 )
 
@@ -46,6 +47,7 @@ var reasonNames = [numReasons]string{
 	ReasonNoCredentials:      "no_credentials",
 	ReasonSubjectMismatch:    "subject_mismatch",
 	ReasonCookieDuplicate:    "jwt_cookie_duplicate",
+	ReasonSessionRevoked:     "session_revoked",
 }
 
 // String returns the reason's label, such as session_unknown.

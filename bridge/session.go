@@ -42,9 +42,13 @@ type SessionSource interface {
 // the same request reuses the session gorilla already loaded (store.Get
 // caches it in the request's registry): one Redis read per request.
 //
-// The remaining TTL is not known through this interface, so tokens minted
-// from it last Config.TokenTTL; the sliding re-mint checks that the session
-// still exists.
+// A token minted from a session never outlives it when the store can tell
+// its remaining life: a store with a method TTL(ctx, id) (time.Duration,
+// error), such as bridge/redisstore's, is asked once per conversion (0:
+// gone; negative: no expiry). With
+// any other store (sessions.CookieStore, say) tokens last
+// Config.TokenTTL, and the sliding re-mint checks that the session still
+// exists.
 func StoreSource(store sessions.Store, name string) SessionSource {
 	return &storeSource{store: store, name: name}
 }
@@ -87,6 +91,11 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 	return &Session{ID: id, Values: sess.Values}, nil
 }
 
+// Delete deletes the session where the store can delete by ID (a method
+// Delete(ctx, id) error, as bridge/redisstore's has). Another store (a
+// cookie store) keeps nothing the bridge could delete: expiring the
+// cookie, which Logout does, ends such a session, and its sid's
+// revocation refuses a replayed copy.
 func (s *storeSource) Delete(ctx context.Context, sess *Session) error {
 	if d, ok := s.store.(interface {
 		Delete(context.Context, string) error
@@ -94,9 +103,46 @@ func (s *storeSource) Delete(ctx context.Context, sess *Session) error {
 		if err := d.Delete(ctx, sess.ID); err != nil {
 			return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 		}
-		return nil
 	}
-	return errors.New("bridge: the session store cannot delete by ID; delete the session in the app's logout")
+	return nil
+}
+
+// forget empties the session the request's registry keeps (store.Get's
+// cache), so that a legacy handler later in the same request reads a new,
+// empty session rather than one the bridge just ended.
+func (s *storeSource) forget(r *http.Request) {
+	if sess, err := s.store.Get(r, s.name); err == nil {
+		clear(sess.Values)
+		sess.IsNew = true
+	}
+}
+
+// sessionTTL is the remaining life of sess, where its source knows it or
+// its store can tell (one round trip, paid at conversion only); 0 when
+// neither can. An error means the store could not answer: no token is
+// minted that could outlive the session.
+func sessionTTL(ctx context.Context, src SessionSource, sess *Session) (time.Duration, error) {
+	if sess.TTL > 0 {
+		return sess.TTL, nil
+	}
+	s, ok := src.(*storeSource)
+	if !ok {
+		return 0, nil
+	}
+	store, ok := s.store.(interface {
+		TTL(ctx context.Context, id string) (time.Duration, error)
+	})
+	if !ok {
+		return 0, nil
+	}
+	ttl, err := store.TTL(ctx, sess.ID)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%w: remaining life of the session: %w", ErrStoreUnavailable, err)
+	case ttl == 0:
+		return 0, ErrSessionNotFound
+	}
+	return max(ttl, 0), nil
 }
 
 // maxCookieSize is the size above which a legacy cookie is refused without

@@ -261,6 +261,24 @@ func (s *Store) load(ctx context.Context, session *sessions.Session) (bool, erro
 	return true, nil
 }
 
+// TTL returns the remaining life of the session with the given ID: 0 when
+// it does not exist, negative when it never expires. bridge.StoreSource
+// asks it once per conversion, so that no token outlives its session.
+func (s *Store) TTL(ctx context.Context, id string) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	d, err := s.client.PTTL(ctx, s.Key(id)).Result()
+	switch {
+	case err != nil:
+		return 0, unavailable("ttl of", err)
+	case d == -2: // no such key (go-redis keeps PTTL's -2 and -1 as they are)
+		return 0, nil
+	case d < 0: // no expiry
+		return -1, nil
+	}
+	return d, nil
+}
+
 // Delete removes the session with the given ID from Redis. It does not
 // touch any cookie.
 func (s *Store) Delete(ctx context.Context, id string) error { return s.delete(ctx, id) }
