@@ -92,7 +92,6 @@ func (b *Bridge) clearCookie(w http.ResponseWriter, name string) {
 	w.Header().Set("Cache-Control", "no-store")
 }
 
-// ClearTokenCookie expires the JWT cookie. Call it where the legacy login
-// starts a new session, so that a token of the previous user (valid JWTs
-// outrank sessions) does not stay in charge.
+// ClearTokenCookie expires the JWT cookie: call it where a login starts a
+// new session, so that the previous user's token is not kept.
 func (b *Bridge) ClearTokenCookie(w http.ResponseWriter) { b.clearCookie(w, b.cfg.CookieName) }

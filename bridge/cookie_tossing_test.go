@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // TestJWTCookieTossing replays issue 13's point 6: a sibling subdomain can
@@ -18,20 +20,20 @@ func TestJWTCookieTossing(t *testing.T) {
 	sess, _ := e.session(t, testUser("1"))
 	two := []*http.Cookie{e.jwtCookie(attacker), e.jwtCookie(victim)}
 
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, append(two, sess)...)
-	if id := resp.identity(t); resp.StatusCode != http.StatusOK || id.Subject != "1" || id.Source != "session" {
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, append(two, sess)...)
+	if id := identityOf(t, resp); resp.StatusCode != http.StatusOK || id.Subject != "1" || id.Source != "session" {
 		t.Errorf("dual, two JWT cookies and the victim's session: %d %+v, want the session's user 1", resp.StatusCode, id)
 	}
-	if c := resp.cookie(testCookieName(e)); c == nil || c.Value == attacker || c.Value == victim {
+	if c := resp.Cookie(testCookieName(e)); c == nil || c.Value == attacker || c.Value == victim {
 		t.Errorf("dual: the JWT cookie is neither cleared nor replaced by the session's conversion")
 	}
 
-	resp = do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", nil, two...)
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", nil, two...)
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("jwt route, two JWT cookies: %d, want 401", resp.StatusCode)
 	}
-	resp = do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy", nil, two...)
-	if id := resp.identity(t); resp.StatusCode != http.StatusOK || id.Has {
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy", nil, two...)
+	if id := identityOf(t, resp); resp.StatusCode != http.StatusOK || id.Has {
 		t.Errorf("legacy route, two JWT cookies: %d %+v, want served with no identity", resp.StatusCode, id)
 	}
 	for route, n := range map[string]uint64{"/dual": 1, "/jwt": 1, "/legacy": 1} {
@@ -42,7 +44,7 @@ func TestJWTCookieTossing(t *testing.T) {
 	wantRequests(t, e.b, "/legacy", map[Mode]map[Source]uint64{Legacy: {SourceRejected: 1}})
 
 	// An empty cookie tossed before the token is a second cookie too.
-	resp = do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", nil,
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", nil,
 		&http.Cookie{Name: testCookieName(e), Value: ""}, e.jwtCookie(victim))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("an empty cookie before the token: %d, want 401", resp.StatusCode)
@@ -91,7 +93,7 @@ func TestLogsCapAttackerStrings(t *testing.T) {
 	e := newTestEnv(t, nil)
 	long := "https://" + strings.Repeat("a", 6000)
 	tok := e.token(t, "1", func(c *Claims) { c.Issuer = long })
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", bearer(tok))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", webtest.Bearer(tok))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("token of an untrusted 6 KB issuer: %d, want 401", resp.StatusCode)
 	}

@@ -51,14 +51,11 @@ type Identity struct {
 	sid       string // the session's keyed hash, for a session identity
 }
 
-// Subject is the local user's ID: the session's user, the sub of a token
-// of Config.Issuer, or the user a trusted issuer's token is linked to
-// (TrustedIssuer.Link). It is empty for an IdP identity not linked to a
-// local user: never an IdP's sub (see Issuer and Claims).
+// Subject is the local user's ID (a session's, a token of Config.Issuer's,
+// or a linked IdP identity's); empty for an unlinked IdP identity.
 func (id Identity) Subject() string { return id.subject }
 
-// Issuer is who vouches for the identity: the token's iss, or
-// Config.Issuer for a session.
+// Issuer is the token's iss, or Config.Issuer for a session.
 func (id Identity) Issuer() string { return id.issuer }
 
 // Name is the user's display name.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // idpEnv is a Bridge trusting a fake IdP (its keys loaded) behind the test
@@ -38,14 +40,14 @@ func newIdPEnv(t *testing.T, mod func(*TrustedIssuer)) *idpEnv {
 // handler saw, failing unless the answer is want.
 func (e *idpEnv) identityOf(t *testing.T, route, tok string, want int) identityBody {
 	t.Helper()
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+route, bearer(tok))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+route, webtest.Bearer(tok))
 	if resp.StatusCode != want {
 		t.Fatalf("GET %s: %d %s, want %d", route, resp.StatusCode, resp.Body, want)
 	}
 	if want != http.StatusOK {
 		return identityBody{}
 	}
-	return resp.identity(t)
+	return identityOf(t, resp)
 }
 
 // TestIdPIdentityIsItsOwn replays issue 13's attack: an IdP token whose sub
@@ -91,8 +93,8 @@ func TestIdPIdentityIsItsOwn(t *testing.T) {
 		t.Errorf("own token: %+v", id)
 	}
 	ck, _ := e.session(t, testUser("7"))
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy", nil, ck)
-	if id := resp.identity(t); id.Subject != "7" {
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy", nil, ck)
+	if id := identityOf(t, resp); id.Subject != "7" {
 		t.Errorf("session identity: %+v", id)
 	}
 }
@@ -114,8 +116,8 @@ func TestTokenWithoutSubjectRefused(t *testing.T) {
 		})
 	}
 	before := routeCounts(t, e.b, "/jwt").Rejections.Of(ReasonBearerInvalid)
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt",
-		bearer(idpToken(t, e.key, func(c *Claims, _ map[string]any) { c.Subject = "" })))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt",
+		webtest.Bearer(idpToken(t, e.key, func(c *Claims, _ map[string]any) { c.Subject = "" })))
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Body, `"bearer_invalid"`) {
 		t.Errorf("GET /jwt with an IdP token without sub: %d %s, want 401 bearer_invalid", resp.StatusCode, resp.Body)
 	}
@@ -247,7 +249,7 @@ func TestIdPKeyRemovedStopsCachedTokens(t *testing.T) {
 		return errors.Is(verifyErr(e.b, dropped), ErrInvalidToken)
 	})
 	t.Logf("refused %v after the JWKS dropped its key (refresh every 100ms)", d)
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", bearer(dropped))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", webtest.Bearer(dropped))
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /jwt with the dropped key's token: %d, want 401", resp.StatusCode)
 	}

@@ -37,32 +37,21 @@ const (
 // whose tokens the bridge accepts. Its keys come from its JWKS and are
 // bound to it: they verify tokens naming this issuer only.
 type TrustedIssuer struct {
-	// Issuer is the exact iss of its tokens. Required.
-	Issuer string
-	// Audiences: a token must name at least one of them in aud. Required.
-	Audiences []string
-	// JWKSURL is where its public keys are published. Required (https,
-	// or http on loopback for tests).
-	JWKSURL string
-	// Algorithms allowed. Default RS256 and ES256. Only asymmetric
-	// algorithms: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
-	// EdDSA.
-	Algorithms []string
-	// RefreshInterval of the background refresh. Default 1h.
-	RefreshInterval time.Duration
-	// UnknownKIDInterval is the least time between two refetches
-	// triggered by an unknown kid. Default 1 minute.
-	UnknownKIDInterval time.Duration
-	// Timeout bounds each fetch. Default 5s.
-	Timeout time.Duration
-	// MaxBodySize caps the JWKS response. Default 1 MiB.
-	MaxBodySize int64
-	// HTTPClient fetches the JWKS. Default: a client with Timeout.
-	HTTPClient *http.Client
+	Issuer    string   // the exact iss of its tokens. Required.
+	Audiences []string // a token must name one of them. Required.
+	JWKSURL   string   // its public keys: https (http on loopback only). Required.
+	// Algorithms allowed, asymmetric only (RS*, PS*, ES256, ES384, EdDSA).
+	// Default RS256 and ES256.
+	Algorithms         []string
+	RefreshInterval    time.Duration // of the background refresh. Default 1h.
+	UnknownKIDInterval time.Duration // least time between refetches for an unknown kid. Default 1m.
+	Timeout            time.Duration // bounds each fetch. Default 5s.
+	MaxBodySize        int64         // caps the JWKS response. Default 1 MiB.
+	HTTPClient         *http.Client  // fetches the JWKS. Default: a client with Timeout.
 	// Link maps a verified token of this issuer to a local user, once per
-	// token: ok false (or nil Link) leaves it the IdP's own identity, with
-	// an empty Subject and no roles. Link only on claims the IdP vouches
-	// for, such as a verified email.
+	// token. Nil, or ok false: the IdP's own identity (empty Subject, no
+	// roles). Link only on what the IdP vouches for, such as a verified
+	// email.
 	Link func(ctx context.Context, c Claims) (u LocalUser, ok bool, err error)
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/sessions"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // TestLogoutWithTokenEndsSession replays issue 13's logout point: a logout
@@ -15,8 +17,8 @@ import (
 func TestLogoutWithTokenEndsSession(t *testing.T) {
 	e := newTestEnv(t, nil)
 	ck, id := e.session(t, testUser("1"))
-	resp := do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
-	jwtCk := resp.cookie(e.b.cfg.CookieName)
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
+	jwtCk := resp.Cookie(e.b.cfg.CookieName)
 	if jwtCk == nil {
 		t.Fatal("no conversion")
 	}
@@ -33,14 +35,14 @@ func TestLogoutWithTokenEndsSession(t *testing.T) {
 	// The session cookie, replayed on a legacy page: nobody, nothing
 	// minted, the session deleted, its cookie expired, and the legacy
 	// handler reads an empty session.
-	resp = do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy/app", nil, ck)
-	if id := resp.identity(t); resp.StatusCode != http.StatusOK || id.Has {
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy/app", nil, ck)
+	if id := identityOf(t, resp); resp.StatusCode != http.StatusOK || id.Has {
 		t.Errorf("legacy page after the token's logout: %d %+v, want served with no identity", resp.StatusCode, id)
 	}
 	if u := resp.Header.Get("X-Session-User"); u != "<nil>" {
 		t.Errorf("the legacy handler read user %q from the ended session, want none", u)
 	}
-	if c := resp.cookie(testSessionName); c == nil || c.MaxAge >= 0 {
+	if c := resp.Cookie(testSessionName); c == nil || c.MaxAge >= 0 {
 		t.Errorf("session cookie not expired")
 	}
 	e.store.mu.Lock()
@@ -53,8 +55,8 @@ func TestLogoutWithTokenEndsSession(t *testing.T) {
 	wantRequests(t, e.b, "/legacy/app", map[Mode]map[Source]uint64{Legacy: {SourceRejected: 1}})
 
 	// Deleted: the cookie is now unknown; nothing converts.
-	resp = do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
-	if resp.StatusCode != http.StatusUnauthorized || resp.cookie(e.b.cfg.CookieName) != nil && resp.cookie(e.b.cfg.CookieName).MaxAge > 0 {
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Cookie(e.b.cfg.CookieName) != nil && resp.Cookie(e.b.cfg.CookieName).MaxAge > 0 {
 		t.Errorf("dual after deletion: %d, want 401 and no new token", resp.StatusCode)
 	}
 }
@@ -63,7 +65,7 @@ func TestLogoutWithTokenEndsSession(t *testing.T) {
 // refused, not converted, on a dual route, even while the store still
 // holds it (a store without delete by ID: the cookie store).
 func TestLogoutRevokedSessionNeverMints(t *testing.T) {
-	cs := sessions.NewCookieStore(testSIDKey)
+	cs := sessions.NewCookieStore(webtest.SIDKey)
 	router := newTestRouter(cs)
 	b := newTestBridge(t, func(c *Config) {
 		c.Sessions = StoreSource(cs, testSessionName)
@@ -75,8 +77,8 @@ func TestLogoutRevokedSessionNeverMints(t *testing.T) {
 	defer ts.Close()
 
 	ck, _ := saveSession(t, cs, testUser("1"))
-	resp := do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
-	if id := resp.identity(t); id.Subject != "1" || resp.cookie(b.cfg.CookieName) == nil {
+	resp := webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
+	if id := identityOf(t, resp); id.Subject != "1" || resp.Cookie(b.cfg.CookieName) == nil {
 		t.Fatalf("cookie-store session not converted: %+v", id)
 	}
 
@@ -94,11 +96,11 @@ func TestLogoutRevokedSessionNeverMints(t *testing.T) {
 
 	// A replayed copy of the cookie is refused and never converted again.
 	for range 3 {
-		resp = do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
+		resp = webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("replayed logged-out cookie-store session: %d, want 401", resp.StatusCode)
 		}
-		if c := resp.cookie(b.cfg.CookieName); c != nil && c.MaxAge > 0 {
+		if c := resp.Cookie(b.cfg.CookieName); c != nil && c.MaxAge > 0 {
 			t.Fatal("a logged-out session was converted again")
 		}
 	}

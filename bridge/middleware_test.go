@@ -493,8 +493,9 @@ func TestConversionBoundedBySession(t *testing.T) {
 		{name: "boj 5m", sessionTTL: 300, tokenTTL: 15 * time.Minute, wantMax: 300, source: boj},
 		{name: "boj 30s", sessionTTL: 30, tokenTTL: 15 * time.Minute, wantMax: 30, source: boj},
 		{name: "boj longer than token", sessionTTL: 3600, tokenTTL: 10 * time.Minute, wantMax: 600, source: boj},
-		// StoreSource cannot see the TTL: the token lasts TokenTTL.
-		{name: "store 5m", sessionTTL: 300, tokenTTL: 15 * time.Minute, wantMax: 900,
+		// StoreSource asks redisstore.Store the remaining life at
+		// conversion: bounded too.
+		{name: "store 5m", sessionTTL: 300, tokenTTL: 15 * time.Minute, wantMax: 300,
 			source: func(e *bridgetest.Env) (bridge.SessionSource, error) {
 				return bridge.StoreSource(e.Store, bridgetest.SessionName), nil
 			}},

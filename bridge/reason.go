@@ -5,9 +5,8 @@ import (
 	"slices"
 )
 
-// Reason is why a credential was refused (or, for SubjectMismatch, why a
-// request was noted). Reasons are the label values of the rejection
-// counters.
+// Reason is why a credential was refused (or a request noted): the label
+// of the rejection counters.
 type Reason uint8
 
 // Reasons.

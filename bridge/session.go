@@ -16,9 +16,7 @@ import (
 type Session struct {
 	ID     string
 	Values map[any]any
-	// TTL is the session's remaining lifetime in the store; 0 when the
-	// source cannot tell.
-	TTL time.Duration
+	TTL    time.Duration // remaining life in the store; 0 when the source cannot tell
 }
 
 // SessionSource reads the legacy session of a request without saving or

@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +20,8 @@ import (
 // store through bridge.StoreSource.
 
 // TestStoreSourceOneRedisGet: the bridge and a legacy handler reading
-// store.Get later in the same request share one Redis GET.
+// store.Get later in the same request share one Redis GET (and a
+// conversion adds one PTTL).
 func TestStoreSourceOneRedisGet(t *testing.T) {
 	srv := redistest.New(t)
 	tests := []struct {
@@ -56,8 +58,14 @@ func TestStoreSourceOneRedisGet(t *testing.T) {
 			if got := e.Srv.CommandCalls("get"); got != 1 {
 				t.Errorf("Redis GETs: got %v, want 1", got)
 			}
-			if got := bridgetest.RedisCalls(t, e.Srv); len(got) != 1 {
-				t.Errorf("Redis commands: got %v, want one GET", got)
+			// One GET; a conversion asks the session's remaining life
+			// too (PTTL), once, so that the token cannot outlive it.
+			want := map[string]int64{"get": 1}
+			if tt.convert {
+				want["pttl"] = 1
+			}
+			if got := bridgetest.RedisCalls(t, e.Srv); !maps.Equal(got, want) {
+				t.Errorf("Redis commands: got %v, want %v", got, want)
 			}
 			if got := resp.Cookie("id_token") != nil; got != tt.convert {
 				t.Errorf("converted: got %v, want %v", got, tt.convert)
@@ -81,7 +89,8 @@ func mStoreSource(name string, mod func(*redisstore.Config)) bridgetest.SourceCa
 			}
 			return bridge.StoreSource(store, bridgetest.SessionName), nil
 		},
-		Save: bridgetest.SaveWith(mod),
+		Save:          bridgetest.SaveWith(mod),
+		StoreTellsTTL: true,
 	}
 }
 

@@ -10,15 +10,11 @@ import (
 // made on behalf of a session that was not converted.
 const DownstreamTokenTTL = time.Minute
 
-// Transport returns a round tripper that puts the JWT of the request whose
-// context an outgoing request carries on that outgoing request
-// (Authorization: Bearer), since cookies do not flow to downstream
-// services. A session-authenticated request that holds no token gets a
-// short-lived one minted from its session. Requests that already carry an
-// Authorization header, or whose context has no identity, pass unchanged;
-// so do redirects to another host or from https to http (as net/http
-// drops Authorization there, the token does not follow them).
-// base nil means http.DefaultTransport.
+// Transport returns a round tripper (on base, nil for the default) that
+// puts the JWT of the identity in an outgoing request's context on it as
+// a bearer token, minting a short-lived one for an unconverted session.
+// Requests with an Authorization header or no identity, and redirects to
+// another host or to http, pass unchanged.
 func (b *Bridge) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport

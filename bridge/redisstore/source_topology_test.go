@@ -102,11 +102,11 @@ func tpSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 		name string
 		src  bridge.SessionSource
 		// ttlBound: tokens minted from this source never outlive the
-		// session's TTL read from Redis (BojSource reads PTTL);
-		// StoreSource cannot know it and mints for TokenTTL.
+		// session's TTL read from Redis (BojSource reads PTTL; StoreSource
+		// asks redisstore.Store at conversion).
 		ttlBound bool
 	}{
-		{"StoreSource", bridge.StoreSource(store, bridgetest.SessionName), false},
+		{"StoreSource", bridge.StoreSource(store, bridgetest.SessionName), true},
 		{"BojSource", boj, true},
 	}
 	deleted := map[string]bool{}
