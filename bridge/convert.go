@@ -15,9 +15,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// ClaimsFunc builds token claims from legacy session values. It sets the
-// subject and any custom claims; the bridge sets iss, aud, iat, nbf, exp,
-// jti and sid. A session without a subject is not converted.
+// ClaimsFunc builds claims (subject, custom ones) from session values;
+// the bridge sets the rest. A session without a subject is not converted.
 type ClaimsFunc func(values map[any]any) (Claims, error)
 
 // DefaultClaims maps user_id to sub, username to name, and roles ([]string

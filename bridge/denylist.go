@@ -6,18 +6,24 @@ import (
 	"time"
 )
 
-// Revocation refuses a token ID (JTI) or every token minted from a session
-// (SID) until a time. Exactly one of JTI and SID is set.
+// Revocation refuses until a time a token ID (JTI) or a session's tokens:
+// its SID, or its raw ID (Session), which Deny hashes and never keeps.
 type Revocation struct {
-	JTI   string
-	SID   string
-	Until time.Time
+	JTI     string
+	SID     string
+	Session string
+	Until   time.Time
 }
 
 // Deny refuses here the tokens r names until r.Until (or longer). A Fleet
 // calls it for revocations made on other instances.
 func (b *Bridge) Deny(r Revocation) {
+	if r.Session != "" && r.JTI == "" && r.SID == "" && b.sids != nil {
+		r.SID, r.Session = b.sids.sid(r.Session), ""
+	}
 	switch {
+	case r.Session != "":
+		// Both an ID and a raw session ID, or no SIDKey: nothing to deny.
 	case r.JTI != "" && r.SID == "":
 		b.revoked.extend(b.revoked.jtis, r.JTI, r.Until)
 	case r.SID != "" && r.JTI == "":

@@ -86,7 +86,7 @@ func (id Identity) Session() map[any]any { return id.session }
 // ExpiresAt is the token's expiry; zero for an unconverted session.
 func (id Identity) ExpiresAt() time.Time { return id.expiresAt }
 
-// Token is the JWT that authenticated the request, or was minted for it.
+// Token is the JWT that authenticated the request or was minted for it.
 func (id Identity) Token() string { return id.token }
 
 type contextKey struct{}

@@ -106,3 +106,34 @@ func TestLogoutRevokedSessionNeverMints(t *testing.T) {
 	}
 	wantReasons(t, b, "/dual", map[Reason]uint64{ReasonSessionRevoked: 3})
 }
+
+// TestDenySessionByID: the one call an app makes when it demotes or kicks
+// a user (Deny with the session's raw ID): the session's tokens are
+// refused at once, its next request re-authenticates from the session
+// (deleted when seen) — the raw ID is hashed and never kept.
+func TestDenySessionByID(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ck, id := e.session(t, testUser("1"))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
+	tok := resp.Cookie(e.b.cfg.CookieName)
+	if tok == nil {
+		t.Fatal("no conversion")
+	}
+	e.secret(tok.Value)
+	e.b.Deny(Revocation{Session: id, Until: e.clock.Now().Add(e.b.cfg.TokenTTL)})
+	if r := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", webtest.Bearer(tok.Value)); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("token of the denied session: %d, want 401", r.StatusCode)
+	}
+	e.b.revoked.mu.RLock()
+	_, rawKept := e.b.revoked.sids[id]
+	_, hashed := e.b.revoked.sids[e.b.sids.sid(id)]
+	e.b.revoked.mu.RUnlock()
+	if rawKept || !hashed {
+		t.Errorf("denylist: raw ID kept %v, sid kept %v; want only the sid", rawKept, hashed)
+	}
+	// Neither two kinds at once nor a raw ID without sessions denies anything.
+	e.b.Deny(Revocation{Session: "x", JTI: "y", Until: e.clock.Now().Add(e.b.cfg.TokenTTL)})
+	if _, ok := e.b.revoked.jtis["y"]; ok {
+		t.Error("a Revocation with two kinds set was applied")
+	}
+}

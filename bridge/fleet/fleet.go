@@ -45,6 +45,11 @@ const (
 	// RevocationResync is the period of the full resync of revocations:
 	// the bound on how late an instance that missed a message learns one.
 	RevocationResync = time.Second
+	// DefaultSessionKeyPrefix is the default Config.SessionKeyPrefix.
+	DefaultSessionKeyPrefix = "session_"
+	// NoSessionEvents, as Config.SessionKeyPrefix, does not watch session
+	// keys.
+	NoSessionEvents = "-"
 )
 
 // Config configures a Fleet. Fields left zero take the default their
@@ -75,6 +80,14 @@ type Config struct {
 	// ReadyAfter is how long a dual route's session share must stay at
 	// zero before the report calls it ready to switch to jwt. Default 24h.
 	ReadyAfter time.Duration
+	// SessionKeyPrefix is the Redis key prefix of the legacy sessions, in
+	// the fleet's Redis: when such a key is deleted, expires or is
+	// evicted, every instance refuses the tokens minted from it within a
+	// second or two (keyspace notifications, which Run turns on where
+	// Redis allows it). Not with bridge.Config.RetireSessions, which
+	// deletes sessions on purpose. Default "session_" (boj/redistore's
+	// and bridge/redisstore's); NoSessionEvents turns it off.
+	SessionKeyPrefix string
 	// Logger receives background errors. Default: the Bridge's, else
 	// discard.
 	Logger *slog.Logger
@@ -129,6 +142,9 @@ func New(cfg Config) (*Fleet, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if cfg.SessionKeyPrefix == "" {
+		cfg.SessionKeyPrefix = DefaultSessionKeyPrefix
 	}
 	if cfg.Retention < time.Hour {
 		return nil, fmt.Errorf("fleet: Config.Retention: %v is shorter than an hour", cfg.Retention)
@@ -214,6 +230,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 		return nil
 	}
 	go f.watchRevocations(ctx, b)
+	// Once sessions are retired, deleting one right after its conversion
+	// is the point: its tokens are the credential then.
+	if f.cfg.SessionKeyPrefix != NoSessionEvents && !b.Config().RetireSessions {
+		go f.watchSessionEnds(ctx, b)
+	}
 	f.runModes(ctx, b)
 	flush := time.NewTicker(f.cfg.FlushInterval)
 	defer flush.Stop()

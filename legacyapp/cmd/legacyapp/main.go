@@ -33,6 +33,7 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge/fleet"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 	"github.com/sessionbridge/sessionbridge/internal/redisurl"
 	"github.com/sessionbridge/sessionbridge/legacyapp"
@@ -116,6 +117,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		d, err := bridgeConfig(getenv, addr, hashKey, logger)
 		if err != nil {
 			return err
+		}
+		if getenv("REDIS_URL") == "" {
+			// The embedded Redis has no keyspace notifications: a session
+			// ends its tokens through the app's logout only (b.Logout).
+			d.fleet.SessionKeyPrefix = fleet.NoSessionEvents
 		}
 		b, f, r, err := withBridge(d, rdb, store, legacyapp.New, appCfg)
 		if err != nil {
