@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -12,23 +13,39 @@ const DownstreamTokenTTL = time.Minute
 
 // Transport returns a round tripper (on base, nil for the default) that
 // puts the JWT of the identity in an outgoing request's context on it as
-// a bearer token, minting a short-lived one for an unconverted session.
-// Requests with an Authorization header or no identity, and redirects to
-// another host or to http, pass unchanged.
-func (b *Bridge) Transport(base http.RoundTripper) http.RoundTripper {
+// a bearer token, minting a short-lived one for an unconverted session,
+// for the downstream hosts listed only ("api.internal" or
+// "api.internal:8443"). Other hosts, requests with an Authorization
+// header or no identity, and redirects elsewhere pass unchanged.
+func (b *Bridge) Transport(base http.RoundTripper, hosts ...string) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{b: b, base: base}
+	return &transport{b: b, base: base, hosts: slices.Clone(hosts)}
 }
 
 type transport struct {
-	b    *Bridge
-	base http.RoundTripper
+	b     *Bridge
+	base  http.RoundTripper
+	hosts []string
+}
+
+// allowed reports whether the token may go to u's host: one listed as
+// it is (host:port), or by name when the entry has no port.
+func (t *transport) allowed(r *http.Request) bool {
+	if r.URL == nil {
+		return false
+	}
+	for _, h := range t.hosts {
+		if strings.EqualFold(h, r.URL.Host) || (!strings.Contains(h, ":") && strings.EqualFold(h, r.URL.Hostname())) {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Authorization") != "" || !sameOriginRedirect(r) {
+	if r.Header.Get("Authorization") != "" || !t.allowed(r) || !sameOriginRedirect(r) {
 		return t.base.RoundTrip(r)
 	}
 	id, ok := IdentityFrom(r.Context())

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,11 @@ func (d *trDownstream) take() []string {
 // ?preset=1 sets an Authorization header of its own.
 func trApp(t *testing.T, e *testEnv, downstream string) *httptest.Server {
 	t.Helper()
-	client := &http.Client{Transport: e.b.Transport(nil), Timeout: 5 * time.Second}
+	u, err := url.Parse(downstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: e.b.Transport(nil, u.Host), Timeout: 5 * time.Second}
 	call := func(w http.ResponseWriter, r *http.Request) {
 		req, err := http.NewRequest(http.MethodGet, downstream+"/", nil)
 		if err != nil {
@@ -273,7 +278,7 @@ func TestTransportDirect(t *testing.T) {
 		seen.Store(&h)
 		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
 	})
-	tr := b.Transport(base)
+	tr := b.Transport(base, "svc.internal")
 
 	t.Run("identity with a token", func(t *testing.T) {
 		req := httptest.NewRequest("GET", "http://svc.internal/", nil)
@@ -286,6 +291,43 @@ func TestTransportDirect(t *testing.T) {
 		}
 		if req.Header.Get("Authorization") != "" {
 			t.Error("the caller's request was modified")
+		}
+	})
+	t.Run("a host not listed", func(t *testing.T) {
+		for _, target := range []string{"http://elsewhere.example/", "http://svc.internal.evil/", "http://svc.internal:8443/"} {
+			req := httptest.NewRequest("GET", target, nil)
+			req = req.WithContext(withIdentity(req.Context(), &Identity{subject: "x", source: SourceJWTBearer, token: "tok-x"}))
+			if _, err := tr.RoundTrip(req); err != nil {
+				t.Fatal(err)
+			}
+			if target != "http://svc.internal:8443/" {
+				if got := *seen.Load(); got != "" {
+					t.Errorf("%s: sent %q, want no token to a host not listed", target, got)
+				}
+				continue
+			}
+			// Listed by name without a port: any port of that host.
+			if got := *seen.Load(); got != "Bearer tok-x" {
+				t.Errorf("%s: sent %q, want the token (listed by name)", target, got)
+			}
+		}
+		only := b.Transport(base, "svc.internal:9000")
+		req := httptest.NewRequest("GET", "http://svc.internal:8443/", nil)
+		req = req.WithContext(withIdentity(req.Context(), &Identity{subject: "x", source: SourceJWTBearer, token: "tok-x"}))
+		if _, err := only.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if got := *seen.Load(); got != "" {
+			t.Errorf("host:port listed, another port: sent %q, want nothing", got)
+		}
+		none := b.Transport(base)
+		req = httptest.NewRequest("GET", "http://svc.internal/", nil)
+		req = req.WithContext(withIdentity(req.Context(), &Identity{subject: "x", source: SourceJWTBearer, token: "tok-x"}))
+		if _, err := none.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+		if got := *seen.Load(); got != "" {
+			t.Errorf("no host listed: sent %q, want nothing", got)
 		}
 	})
 	t.Run("nil identity", func(t *testing.T) {

@@ -66,8 +66,13 @@ func newMonolith(t *testing.T, key *bridge.Key, downstreamURL string) http.Handl
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One client for the app, whose transport carries the caller's JWT.
-	client := &http.Client{Transport: b.Transport(nil), Timeout: 10 * time.Second}
+	// One client for the app, whose transport carries the caller's JWT to
+	// the downstream's host, and to no other.
+	du, err := url.Parse(downstreamURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: b.Transport(nil, du.Host), Timeout: 10 * time.Second}
 	report := func(w http.ResponseWriter, r *http.Request) {
 		var out reportAnswer
 		out.AuthSource = bridge.SourceAnonymous.String()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -48,6 +49,9 @@ type demoConfig struct {
 	bridge  bridge.Config
 	fleet   fleet.Config
 	rollout int // percent of sessions converted on dual routes
+	// adminPages gates /metrics and /migration/: "loopback" (development)
+	// or "admin" (the app's own admin authentication, for production).
+	adminPages string
 }
 
 // bridgeConfig reads the BRIDGE_* environment.
@@ -151,7 +155,11 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 	default:
 		return demoConfig{}, fmt.Errorf("BRIDGE_INSECURE_COOKIES %q: want 1 or unset", s)
 	}
-	return demoConfig{bridge: cfg, fleet: fcfg, rollout: rollout}, nil
+	adminPages := cmp.Or(getenv("ADMIN_PAGES"), "loopback")
+	if adminPages != "loopback" && adminPages != "admin" {
+		return demoConfig{}, fmt.Errorf("ADMIN_PAGES %q: want loopback (development) or admin (the app's admin authentication)", adminPages)
+	}
+	return demoConfig{bridge: cfg, fleet: fcfg, rollout: rollout, adminPages: adminPages}, nil
 }
 
 // withBridge drops the bridge into the app's router: the middleware on
@@ -210,9 +218,13 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	if err := reg.Register(bridgeprom.NewCollector(b, f)); err != nil {
 		return nil, nil, nil, err
 	}
-	r.Handle("/metrics", loopbackOnly(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
-	r.Handle("/migration/report.json", loopbackOnly(f.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
-	r.Handle("/migration/", loopbackOnly(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
+	gate := loopbackOnly
+	if d.adminPages == "admin" {
+		gate = func(h http.Handler) http.Handler { return adminOnly(appCfg.CurrentUser, h) }
+	}
+	r.Handle("/metrics", gate(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
+	r.Handle("/migration/report.json", gate(f.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
+	r.Handle("/migration/", gate(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
 	tokenCookie := b.Config().CookieName
 	login := r.Get("login")
 	appLogin := login.GetHandler()
@@ -249,7 +261,28 @@ func linkByVerifiedEmail(app *legacyapp.App) func(context.Context, bridge.Claims
 	}
 }
 
-// loopbackOnly answers 403 to clients not on the loopback interface.
+// adminOnly serves h to the app's admins only (role admin, whatever the
+// credential: session, JWT, linked IdP identity): 401 to a caller the app
+// does not know, 403 to one who is not an admin. Behind a reverse proxy
+// every client is loopback: this, not the connecting address, is the gate.
+func adminOnly(currentUser func(*http.Request) (legacyapp.Principal, error), h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := currentUser(r)
+		switch {
+		case err != nil:
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "unauthorized: operators' page, log in as an admin", http.StatusUnauthorized)
+		case !p.HasRole("admin"):
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "forbidden: operators' page, admins only", http.StatusForbidden)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// loopbackOnly answers 403 to clients not on the loopback interface: the
+// development setting (ADMIN_PAGES=loopback).
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
