@@ -272,7 +272,7 @@ func BenchmarkConvert(b *testing.B) {
 			for b.Loop() {
 				clear(w.h)
 				now := time.Now()
-				tok, c, err := br.mintFor(values, 0, sid, now)
+				tok, c, err := br.mintFor(values, 0, sid, "", now)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -90,6 +90,13 @@ func (h *sidHash) sum(id string) [sha256.Size]byte {
 	return out
 }
 
+// cookieHash returns the sch claim for a legacy session cookie's value: a
+// keyed hash, apart from the sids by its prefix.
+func (h *sidHash) cookieHash(value string) string {
+	s := h.sum("\x00cookie " + value)
+	return b64(s[:12])
+}
+
 // sid returns the sid claim for a session ID.
 func (h *sidHash) sid(id string) string {
 	s := h.sum(id)
@@ -114,7 +121,7 @@ var errNoSubject = errors.New("bridge: session has no subject to put in a token"
 // mintFor mints a token for session values: claims from the mapping, a
 // new jti, the session's sid hash, and an exp that never outlives the
 // session (sessionTTL, when known, i.e. > 0).
-func (b *Bridge) mintFor(values map[any]any, sessionTTL time.Duration, sid string, now time.Time) (string, *Claims, error) {
+func (b *Bridge) mintFor(values map[any]any, sessionTTL time.Duration, sid, sch string, now time.Time) (string, *Claims, error) {
 	c, err := b.cfg.ClaimsFromSession(values)
 	if err != nil {
 		return "", nil, err
@@ -137,7 +144,7 @@ func (b *Bridge) mintFor(values map[any]any, sessionTTL time.Duration, sid strin
 	c.NotBefore = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	c.ID = b64(jti[:])
-	c.SID = sid
+	c.SID, c.SCH = sid, sch
 	tok, err := mint(b.cfg.SigningKey, &c)
 	if err != nil {
 		return "", nil, err

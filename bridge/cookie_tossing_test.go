@@ -110,3 +110,79 @@ func TestLogsCapAttackerStrings(t *testing.T) {
 		t.Errorf("refusal log line of %d bytes carries the issuer uncut:\n%.300s…", len(refused), refused)
 	}
 }
+
+// TestJWTCookieOfAnotherSession replays issue 13's point 7: a browser
+// still holding user 1's JWT cookie gets a new legacy session for user 2
+// (an SSO callback, an admin's "log in as": a login flow that did not
+// clear the cookie). The session decides, on every route, and the JWT
+// cookie is replaced; a token with its own session reads the session once
+// per cookie value, then never again.
+func TestJWTCookieOfAnotherSession(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ck1, id1 := e.session(t, testUser("1"))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck1)
+	tok1 := resp.Cookie(testCookieName(e))
+	if tok1 == nil {
+		t.Fatal("no conversion")
+	}
+	e.secret(tok1.Value)
+	jwt1 := e.jwtCookie(tok1.Value)
+
+	// The same session: the JWT wins with no session read — the token is
+	// cached bound to its session's cookie when minted, and its sch claim
+	// (a keyed hash of that cookie) binds it on any instance; a token
+	// without sch (an older version's) reads the session once per cookie
+	// value, then never.
+	noSCH, _, err := e.b.mintFor(testUser("1"), 0, e.b.sids.sid(id1), "", e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.secret(noSCH)
+	for _, tc := range []struct {
+		name  string
+		tok   string
+		purge bool
+		reads int64
+	}{
+		{"just minted", tok1.Value, false, 0},
+		{"verified anew, sch", tok1.Value, true, 0},
+		{"no sch", noSCH, false, 1},
+	} {
+		if tc.purge {
+			e.b.verifier.cache.purge()
+		}
+		loads := e.store.loads.Load()
+		for range 3 {
+			resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, e.jwtCookie(tc.tok), ck1)
+			if id := identityOf(t, resp); id.Subject != "1" || id.Source != "jwt_cookie" {
+				t.Fatalf("%s: own session and token: %+v", tc.name, id)
+			}
+		}
+		if n := e.store.loads.Load() - loads; n != tc.reads {
+			t.Errorf("%s: session reads for 3 requests with a token and its own session: %d, want %d", tc.name, n, tc.reads)
+		}
+	}
+
+	// Another session in the same browser: it decides.
+	ck2, _ := e.session(t, testUser("2"))
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, jwt1, ck2)
+	if id := identityOf(t, resp); id.Subject != "2" || id.Source != "session" {
+		t.Errorf("dual: user 1's JWT cookie with user 2's session: %+v, want user 2 by the session", id)
+	}
+	if c := resp.Cookie(testCookieName(e)); c == nil || c.Value == tok1.Value || c.MaxAge <= 0 {
+		t.Error("dual: the JWT cookie is not replaced by user 2's")
+	}
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", nil, jwt1, ck2)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("jwt route: user 1's JWT cookie with user 2's session: %d, want 401", resp.StatusCode)
+	}
+	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy", nil, jwt1, ck2)
+	if id := identityOf(t, resp); id.Subject != "2" {
+		t.Errorf("legacy route: %+v, want user 2", id)
+	}
+	for _, route := range []string{"/dual", "/jwt", "/legacy"} {
+		if got := routeCounts(t, e.b, route).Rejections.Of(ReasonCookieOtherSession); got != 1 {
+			t.Errorf("%s: jwt_cookie_other_session %d, want 1", route, got)
+		}
+	}
+}

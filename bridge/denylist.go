@@ -15,8 +15,7 @@ type Revocation struct {
 	Until   time.Time
 }
 
-// Deny refuses here the tokens r names until r.Until (or longer). A Fleet
-// calls it for revocations made on other instances.
+// Deny refuses here, until r.Until or longer, the tokens r names.
 func (b *Bridge) Deny(r Revocation) {
 	if r.Session != "" && r.JTI == "" && r.SID == "" && b.sids != nil {
 		r.SID, r.Session = b.sids.sid(r.Session), ""

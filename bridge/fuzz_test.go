@@ -457,15 +457,15 @@ func TestWireClaimsFields(t *testing.T) {
 	full := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: "i", Subject: "s", Audience: jwt.ClaimStrings{"a"}, ID: "j",
 			ExpiresAt: jwt.NewNumericDate(fuzzNow), NotBefore: jwt.NewNumericDate(fuzzNow), IssuedAt: jwt.NewNumericDate(fuzzNow)},
-		Name: "n", Roles: []string{"r"}, SID: "d", Email: "e", EmailVerified: true,
+		Name: "n", Roles: []string{"r"}, SID: "d", SCH: "h", Email: "e", EmailVerified: true,
 	}
 	wire := wireClaims{Issuer: "i", Subject: "s", Audience: jwt.ClaimStrings{"a"}, ID: "j",
-		ExpiresAt: &one, NotBefore: &one, IssuedAt: &one, Name: "n", Roles: []string{"r"}, SID: "d",
+		ExpiresAt: &one, NotBefore: &one, IssuedAt: &one, Name: "n", Roles: []string{"r"}, SID: "d", SCH: "h",
 		Email: "e", EmailVerified: true}
 	if a, b := names(full), names(wire); !slices.Equal(a, b) {
 		t.Errorf("JSON fields: Claims %v, wireClaims %v", a, b)
 	}
-	if reflect.TypeFor[Claims]().NumField() != 6 || reflect.TypeFor[jwt.RegisteredClaims]().NumField() != 7 {
+	if reflect.TypeFor[Claims]().NumField() != 7 || reflect.TypeFor[jwt.RegisteredClaims]().NumField() != 7 {
 		t.Errorf("Claims or jwt.RegisteredClaims changed shape: fill every field in this test and in wireClaims")
 	}
 }

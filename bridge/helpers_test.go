@@ -123,6 +123,7 @@ func newTestBridge(t testing.TB, mod func(*Config)) *Bridge {
 type memStore struct {
 	mu       sync.Mutex
 	sessions map[string][]byte
+	loads    atomic.Int64 // sessions read (New with a cookie)
 }
 
 func newMemStore() *memStore { return &memStore{sessions: map[string][]byte{}} }
@@ -141,6 +142,7 @@ func (s *memStore) New(r *http.Request, name string) (*sessions.Session, error) 
 	if err != nil {
 		return sess, nil
 	}
+	s.loads.Add(1)
 	s.mu.Lock()
 	data, ok := s.sessions[c.Value]
 	s.mu.Unlock()

@@ -151,6 +151,33 @@ func (x *check) authenticate() (*Identity, error) {
 		}
 	}
 
+	// A JWT cookie minted from another session than the one the request
+	// carries (an account switch in the same browser, a login flow that
+	// left the previous user's cookie) never wins over that session. The
+	// token remembers the session cookie it was last found with: one
+	// session read per token and cookie value, none on repeat requests.
+	var sess *Session
+	if cookieEntry != nil && id.source == SourceJWTCookie && sessionCookie && cookieEntry.sid != "" {
+		sv := cookieValue(x.r, b.cfg.Sessions.CookieName())
+		if !cookieEntry.boundTo(sv) && cookieEntry.claims.SCH != "" && cookieEntry.claims.SCH == b.sids.cookieHash(sv) {
+			cookieEntry.bind(sv) // minted with this very cookie, on any instance
+		}
+		if !cookieEntry.boundTo(sv) {
+			s, err := loadSession(b.cfg.Sessions, x.r)
+			switch {
+			case err == nil && b.sids.sid(s.ID) == cookieEntry.sid:
+				cookieEntry.bind(sv)
+			case err == nil:
+				// Another session: it decides, and the JWT cookie goes.
+				b.counters.reject(x.route, ReasonCookieOtherSession)
+				x.clearJWT = true
+				id, cookieEntry, tokenEntry, sess = nil, nil, nil, s
+			}
+			// A session that cannot be read (gone, invalid, the store
+			// down) leaves the valid token in charge.
+		}
+	}
+
 	if id != nil {
 		switch {
 		case tokenEntry != nil && sessionCookie && b.cfg.RetireSessions:
@@ -169,9 +196,11 @@ func (x *check) authenticate() (*Identity, error) {
 		x.note(ReasonSessionOnJWT, ErrSessionOnJWTRoute)
 		return nil, nil
 	}
-	sess, err := loadSession(b.cfg.Sessions, x.r)
-	if err != nil {
-		return nil, x.sessionFailed(err)
+	if sess == nil {
+		var err error
+		if sess, err = loadSession(b.cfg.Sessions, x.r); err != nil {
+			return nil, x.sessionFailed(err)
+		}
 	}
 	sid := b.sids.sid(sess.ID)
 	if b.revoked.has("", sid) {
@@ -241,7 +270,7 @@ func (x *check) convert(sess *Session, id *Identity) {
 	var tok string
 	var c *Claims
 	if err == nil {
-		tok, c, err = b.mintFor(sess.Values, ttl, id.sid, x.now)
+		tok, c, err = b.mintFor(sess.Values, ttl, id.sid, x.sessionCookieHash(), x.now)
 	}
 	if err != nil {
 		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: session not converted",
@@ -250,6 +279,7 @@ func (x *check) convert(sess *Session, id *Identity) {
 	}
 	if b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
 		x.setJWT = true
+		x.minted(tok, c)
 	}
 	id.claims, id.token, id.expiresAt = c, tok, c.ExpiresAt.Time
 	id.subject, id.name, id.roles = c.Subject, c.Name, c.Roles
@@ -257,6 +287,23 @@ func (x *check) convert(sess *Session, id *Identity) {
 	if b.cfg.RetireSessions {
 		x.retire(sess)
 	}
+}
+
+// sessionCookieHash is the sch claim of a token minted from the request's
+// session: the keyed hash of its cookie, so that any instance can tell
+// without a session read that a request carries the token's session.
+func (x *check) sessionCookieHash() string {
+	return x.b.sids.cookieHash(cookieValue(x.r, x.b.cfg.Sessions.CookieName()))
+}
+
+// minted caches a token the bridge just minted from the request's session
+// as verified (the browser's next request skips the signature check),
+// bound to the session cookie it came with: the next request carrying
+// both reads no session to learn they belong together.
+func (x *check) minted(tok string, c *Claims) {
+	e := newCacheEntry(tok, c, x.b.verifier.issuers[x.b.cfg.Issuer])
+	e.bind(cookieValue(x.r, x.b.cfg.Sessions.CookieName()))
+	x.b.verifier.cache.put(tok, e, x.now)
 }
 
 // retire deletes a converted session from the store and expires its
@@ -345,9 +392,10 @@ func (x *check) refresh(e *cacheEntry) {
 		if err != nil {
 			return
 		}
-		tok, c, err := b.mintFor(sess.Values, ttl, sid, x.now)
+		tok, c, err := b.mintFor(sess.Values, ttl, sid, x.sessionCookieHash(), x.now)
 		if err == nil && b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
 			x.setJWT = true
+			x.minted(tok, c)
 		}
 	case errors.Is(err, ErrSessionNotFound):
 		x.clearJWT = true

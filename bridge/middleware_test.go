@@ -796,12 +796,20 @@ func TestRemintOtherSession(t *testing.T) {
 	}
 	e.Secret(tokA.Value)
 	e.Clock.Advance(13 * time.Minute)
+	// The request's own session decides (a JWT cookie of another session
+	// never wins over it): a token is minted from B, never re-minted
+	// from A's.
 	resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, e.JWTCookie(tokA.Value), ckB)
-	if resp.StatusCode != 200 || resp.Identity(t).Source != "jwt_cookie" {
-		t.Errorf("got %v %s, want 200 from jwt_cookie", resp.StatusCode, resp.Body)
+	if resp.StatusCode != 200 || resp.Identity(t).Source != "session" {
+		t.Errorf("got %v %s, want 200 from the session", resp.StatusCode, resp.Body)
 	}
-	if c := resp.Cookie("id_token"); c != nil {
-		t.Errorf("id_token: got %v, want untouched", bridgetest.CookiesDesc(c))
+	c := resp.Cookie("id_token")
+	if c == nil || c.Value == tokA.Value {
+		t.Fatalf("id_token: got %v, want a token minted from session B", bridgetest.CookiesDesc(c))
+	}
+	e.Secret(c.Value)
+	if a, b := bridgetest.TokenClaims(t, tokA.Value).SID, bridgetest.TokenClaims(t, c.Value).SID; a == b {
+		t.Errorf("the new token carries session A's sid")
 	}
 	// A token not minted from a session (no sid) is not re-minted from
 	// the request's session, nor cleared when that session is gone.

@@ -27,6 +27,7 @@ const (
 	ReasonSubjectMismatch                  // bearer and cookie name different subjects (bearer wins)
 	ReasonCookieDuplicate                  // several JWT cookies: none is trusted
 	ReasonSessionRevoked                   // a session logged out through one of its tokens
+	ReasonCookieOtherSession               // a JWT cookie of another session than the request's: the session decides
 	numReasons
 )
 
@@ -47,6 +48,7 @@ var reasonNames = [numReasons]string{
 	ReasonSubjectMismatch:    "subject_mismatch",
 	ReasonCookieDuplicate:    "jwt_cookie_duplicate",
 	ReasonSessionRevoked:     "session_revoked",
+	ReasonCookieOtherSession: "jwt_cookie_other_session",
 }
 
 // String returns the reason's label, such as session_unknown.

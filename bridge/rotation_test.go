@@ -143,7 +143,7 @@ func TestRotation(t *testing.T) {
 			// Tokens as the bridge mints them (from a session) and as a
 			// test mints them.
 			mintBy := func(b *Bridge) []string {
-				tok, _, err := b.mintFor(testUser("7"), 0, "sid-7", b.cfg.Now())
+				tok, _, err := b.mintFor(testUser("7"), 0, "sid-7", "", b.cfg.Now())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -20,11 +20,11 @@ type Claims struct {
 	Name string `json:"name,omitempty"`
 	// Roles are the user's roles.
 	Roles []string `json:"roles,omitempty"`
-	// SID is a keyed hash of the legacy session ID the token was minted
-	// from: never the raw ID. Empty for tokens not minted from a session.
+	// SID is a keyed hash of the session ID the token was minted from.
 	SID string `json:"sid,omitempty"`
-	// Email and EmailVerified are the OIDC claims an IdP's Link may match
-	// a local user on (only when EmailVerified).
+	// SCH is a keyed hash of the session cookie the token was minted with.
+	SCH string `json:"sch,omitempty"`
+	// Email and EmailVerified: what a TrustedIssuer.Link may match on.
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
 }
@@ -252,6 +252,7 @@ type wireClaims struct {
 	Name      string           `json:"name,omitempty"`
 	Roles     []string         `json:"roles,omitempty"`
 	SID       string           `json:"sid,omitempty"`
+	SCH       string           `json:"sch,omitempty"`
 	Email     string           `json:"email,omitempty"`
 	// EmailVerified is a bool, or the string "true" some IdPs send
 	// (Amazon Cognito): anything else is false, never a refusal.
@@ -271,7 +272,7 @@ func (*wireClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, e
 func (w *wireClaims) claims() (*Claims, error) {
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience, ID: w.ID},
-		Name:             w.Name, Roles: w.Roles, SID: w.SID, Email: w.Email,
+		Name:             w.Name, Roles: w.Roles, SID: w.SID, SCH: w.SCH, Email: w.Email,
 		EmailVerified: w.EmailVerified == true || w.EmailVerified == "true",
 	}
 	var err error

@@ -28,7 +28,17 @@ type cacheEntry struct {
 	cookie   Identity
 	// linked holds the identities a trusted issuer's Link resolved.
 	linked atomic.Pointer[[2]Identity]
+	// bound is the last legacy session cookie found to hold the session
+	// the token was minted from.
+	bound atomic.Pointer[string]
 }
+
+func (e *cacheEntry) boundTo(sessionCookie string) bool {
+	p := e.bound.Load()
+	return p != nil && *p == sessionCookie
+}
+
+func (e *cacheEntry) bind(sessionCookie string) { e.bound.Store(&sessionCookie) }
 
 func newCacheEntry(tok string, c *Claims, iss *issuer) *cacheEntry {
 	e := &cacheEntry{claims: c, iss: iss, jti: c.ID}

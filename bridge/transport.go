@@ -95,6 +95,6 @@ func sameOriginRedirect(r *http.Request) bool {
 
 // mintDownstream mints a short-lived token for a session identity.
 func (b *Bridge) mintDownstream(id Identity) (string, error) {
-	tok, _, err := b.mintFor(id.session, DownstreamTokenTTL, id.sid, b.cfg.Now())
+	tok, _, err := b.mintFor(id.session, DownstreamTokenTTL, id.sid, "", b.cfg.Now())
 	return tok, err
 }

@@ -644,7 +644,7 @@ func TestSentinelFailover(t *testing.T) {
 				want["/dual session"]++
 				if o.converted {
 					want["/dual converted"]++
-				} else if o.sent.Before(killed) {
+				} else if o.at.Before(killed) {
 					t.Errorf("session request at kill%+v served unconverted before the failover", o.at.Sub(killed).Round(time.Millisecond))
 				}
 			case o.status == http.StatusServiceUnavailable && o.retry != "" && o.reason == "session_store_unavailable":
