@@ -311,6 +311,49 @@ func BenchmarkMiddleware(b *testing.B) {
 			h.ServeHTTP(w, r)
 		}
 	})
+	// repeat-cookie-and-session: a browser that converted sends both its
+	// JWT cookie and its legacy session cookie; the token is the one the
+	// bridge minted from that session (bound to it: no session read).
+	b.Run("case=repeat-cookie-and-session", func(b *testing.B) {
+		const path = "/api/me"
+		store := newMemStore()
+		router := mux.NewRouter()
+		router.Handle(path, http.HandlerFunc(benchHandler)).Methods(http.MethodGet)
+		br := newTestBridge(b, func(c *Config) {
+			c.Routes, c.Router = Routes{path: Dual}, router
+			c.Sessions = StoreSource(store, testSessionName)
+		})
+		router.Use(br.Middleware)
+		ck, _ := saveSession(b, store, testUser("42"))
+		r := httptest.NewRequest(http.MethodGet, "https://app.test"+path, nil)
+		r.AddCookie(ck)
+		w := httptest.NewRecorder()
+		router.ServeHTTP(w, r)
+		var tok string
+		for _, c := range w.Result().Cookies() {
+			if c.Name == br.cfg.CookieName {
+				tok = c.Value
+			}
+		}
+		if tok == "" {
+			b.Fatal("not converted")
+		}
+		r.Header.Set("Cookie", br.cfg.CookieName+"="+tok+"; "+ck.Name+"="+ck.Value)
+		loads := store.loads.Load()
+		bw := &benchWriter{h: http.Header{}}
+		before := benchServed
+		router.ServeHTTP(bw, r)
+		if benchServed != before+1 {
+			b.Fatalf("request not served: %v", bw.h)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			router.ServeHTTP(bw, r)
+		}
+		if n := store.loads.Load() - loads; n != 0 {
+			b.Fatalf("%d session reads on the repeat path, want 0", n)
+		}
+	})
 	const path = "/api/me"
 	for _, tc := range []string{"bare-handler", "repeat-bearer", "repeat-cookie", "repeat-bearer-route-wrapped"} {
 		b.Run("case="+tc, func(b *testing.B) {

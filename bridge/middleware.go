@@ -139,7 +139,11 @@ func (x *check) authenticate() (*Identity, error) {
 		}
 	}
 
-	sessionCookie := b.cfg.Sessions != nil && cookieValue(x.r, b.cfg.Sessions.CookieName()) != ""
+	var sv string // the legacy session cookie
+	if b.cfg.Sessions != nil {
+		sv = cookieValue(x.r, b.cfg.Sessions.CookieName())
+	}
+	sessionCookie := sv != ""
 
 	// CSRF: unsafe methods authenticated (or to be) by a cookie.
 	if x.mode != Legacy && !isSafe(x.r.Method) && (id == nil || id.source == SourceJWTCookie) &&
@@ -158,7 +162,6 @@ func (x *check) authenticate() (*Identity, error) {
 	// session read per token and cookie value, none on repeat requests.
 	var sess *Session
 	if cookieEntry != nil && id.source == SourceJWTCookie && sessionCookie && cookieEntry.sid != "" {
-		sv := cookieValue(x.r, b.cfg.Sessions.CookieName())
 		if !cookieEntry.boundTo(sv) && cookieEntry.claims.SCH != "" && cookieEntry.claims.SCH == b.sids.cookieHash(sv) {
 			cookieEntry.bind(sv) // minted with this very cookie, on any instance
 		}
