@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -14,24 +15,34 @@ import (
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
 
+// startDemo runs the demo on a free loopback port and a redis-server of its
+// own, plain http, with env added, until the test ends; it returns the
+// base URL once the demo serves.
+func startDemo(t *testing.T, env map[string]string) string {
+	t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
+	e := map[string]string{"ADDR": addr, "REDIS_URL": redistest.New(t).URL(), "BRIDGE_INSECURE_COOKIES": "1"}
+	maps.Copy(e, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, envFunc(e), io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	base := "http://" + addr
+	waitHealthy(t, base, done)
+	return base
+}
+
 // TestAdminPagesBehindAdminAuthentication replays issue 13's point 8: with
 // ADMIN_PAGES=admin (the production setting), the operators' pages answer
 // the app's admins only, whatever the connecting address (behind a
 // reverse proxy every client is loopback, as here).
 func TestAdminPagesBehindAdminAuthentication(t *testing.T) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
-	base := "http://" + addr
-	env := map[string]string{"ADDR": addr, "REDIS_URL": redistest.New(t).URL(), "BRIDGE_INSECURE_COOKIES": "1", "ADMIN_PAGES": "admin"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, envFunc(env), io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	waitHealthy(t, base, done)
+	base := startDemo(t, map[string]string{"ADMIN_PAGES": "admin"})
 
 	client := func(user string) *http.Client {
 		jar, _ := cookiejar.New(nil)

@@ -1,24 +1,18 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
 
 // TestDemoIdPIdentities drives the demo with a trusted IdP, as the
@@ -43,22 +37,9 @@ func TestDemoIdPIdentities(t *testing.T) {
 	}))
 	defer idp.Close()
 
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(redistest.FreePort(t)))
-	base := "http://" + addr
-	env := map[string]string{
-		"ADDR": addr, "REDIS_URL": redistest.New(t).URL(), "BRIDGE_INSECURE_COOKIES": "1",
+	base := startDemo(t, map[string]string{
 		"BRIDGE_TRUSTED_ISSUER": issuer, "BRIDGE_TRUSTED_JWKS_URL": idp.URL, "BRIDGE_TRUSTED_AUDIENCE": audience,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, envFunc(env), io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	waitHealthy(t, base, done)
+	})
 
 	sign := func(claims jwt.MapClaims) string {
 		now := time.Now()
