@@ -20,12 +20,11 @@ const (
 	DefaultLeeway       = 30 * time.Second
 	MaxLeeway           = 60 * time.Second
 	DefaultMaxTokenSize = 8 << 10
-	DefaultCookieName   = "id_token"
+	DefaultCookieName   = "__Host-id_token" // with Secure cookies
+	DevCookieName       = "id_token"        // with InsecureDevCookies
 	DefaultCacheSize    = 10000
-	// NoCache, as Config.CacheSize, disables the cache of verified tokens.
-	NoCache = -1
-	// MinSIDKeySize is the least size of Config.SIDKey, in bytes.
-	MinSIDKeySize = 32
+	NoCache             = -1 // as Config.CacheSize: no cache of verified tokens
+	MinSIDKeySize       = 32 // the least size of Config.SIDKey, in bytes
 )
 
 // Config configures a Bridge. A field left zero takes the default its
@@ -57,7 +56,7 @@ type Config struct {
 	MaxTokenSize int           // checked before any decoding. Default 8 KiB.
 	CacheSize    int           // verified tokens cached. Default 10000; NoCache disables.
 
-	CookieName         string        // the JWT cookie. Default "id_token"; "__Host-" prefix recommended.
+	CookieName         string        // the JWT cookie. Default DefaultCookieName, or DevCookieName with InsecureDevCookies.
 	SameSite           http.SameSite // of the JWT cookie: Lax (default) or Strict
 	InsecureDevCookies bool          // drops Secure for plain http. Development on localhost only.
 
@@ -194,6 +193,9 @@ func (c *Config) fill() error {
 	}
 	if c.CookieName == "" {
 		c.CookieName = DefaultCookieName
+		if c.InsecureDevCookies {
+			c.CookieName = DevCookieName
+		}
 	}
 	if c.Sessions != nil && c.Sessions.CookieName() == c.CookieName {
 		return fmt.Errorf("bridge: Config.CookieName %q is the legacy session cookie's name", c.CookieName)

@@ -66,7 +66,7 @@ func Example() {
 	fmt.Println(w.Body.String())
 	// Output:
 	// user 1 via session
-	// set cookie: id_token HttpOnly: true
+	// set cookie: __Host-id_token HttpOnly: true
 	// user 1 via jwt_cookie
 }
 

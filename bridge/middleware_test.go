@@ -178,7 +178,7 @@ func TestModes(t *testing.T) {
 					t.Errorf("Content-Type: got %q, want application/json", ct)
 				}
 			}
-			if got := resp.Cookie("id_token") != nil; got != tt.convert {
+			if got := resp.Cookie(bridge.DefaultCookieName) != nil; got != tt.convert {
 				t.Errorf("id_token set: got %v, want %v", got, tt.convert)
 			}
 			mode := bridgetest.Routes[tt.route]
@@ -372,16 +372,17 @@ func TestConversionCookie(t *testing.T) {
 			if got := resp.Identity(t); got.Source != "session" || got.Subject != "1" || got.Name != "user1" {
 				t.Errorf("identity: got %+v, want session for 1/user1", got)
 			}
+			name := e.B.Config().CookieName
 			var set []string
 			for _, h := range resp.Header.Values("Set-Cookie") {
-				if strings.HasPrefix(h, "id_token=") {
+				if strings.HasPrefix(h, name+"=") {
 					set = append(set, h)
 				}
 			}
 			if len(set) != 1 {
-				t.Fatalf("id_token Set-Cookie headers: got %v, want 1", len(set))
+				t.Fatalf("%s Set-Cookie headers: got %v, want 1", name, len(set))
 			}
-			c := resp.Cookie("id_token")
+			c := resp.Cookie(name)
 			e.Secret(c.Value)
 			if !c.HttpOnly || c.Secure != tt.secure || c.SameSite != tt.sameSite || c.Path != "/" || c.Domain != "" {
 				t.Errorf("cookie attributes: got %q, want HttpOnly, Secure=%v, SameSite=%v, Path=/, no Domain", set[0], tt.secure, tt.sameSite)
@@ -429,7 +430,7 @@ func TestConversionFlow(t *testing.T) {
 	if got := first.Identity(t).Source; got != "session" {
 		t.Fatalf("first request source: got %v, want session", got)
 	}
-	tok := first.Cookie("id_token")
+	tok := first.Cookie(bridge.DefaultCookieName)
 	if tok == nil {
 		t.Fatalf("first request: no id_token set")
 	}
@@ -439,7 +440,7 @@ func TestConversionFlow(t *testing.T) {
 		if got := resp.Identity(t).Source; got != "jwt_cookie" {
 			t.Errorf("request %d source: got %v, want jwt_cookie", i+2, got)
 		}
-		if resp.Cookie("id_token") != nil {
+		if resp.Cookie(bridge.DefaultCookieName) != nil {
 			t.Errorf("request %d: id_token set again", i+2)
 		}
 	}
@@ -457,7 +458,7 @@ func TestConversionFlow(t *testing.T) {
 	jtis := map[string]bool{bridgetest.TokenClaims(t, tok.Value).ID: true}
 	sid := bridgetest.TokenClaims(t, tok.Value).SID
 	for range 3 {
-		c := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck).Cookie("id_token")
+		c := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck).Cookie(bridge.DefaultCookieName)
 		if c == nil {
 			t.Fatalf("no id_token set")
 		}
@@ -517,7 +518,7 @@ func TestConversionBoundedBySession(t *testing.T) {
 			ck, id := bridgetest.SaveSession(t, short, bridgetest.User("1"))
 			e.Secret(ck.Value, id)
 			resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck)
-			c := resp.Cookie("id_token")
+			c := resp.Cookie(bridge.DefaultCookieName)
 			if c == nil {
 				t.Fatalf("no id_token set (status %v)", resp.StatusCode)
 			}
@@ -557,7 +558,7 @@ func TestZeroRedisAfterConversion(t *testing.T) {
 			jar.Jar.SetCookies(mURL(t, e.TS.URL), []*http.Cookie{ck})
 			bridgetest.ResetRedisStats(t, e.Srv)
 			first := bridgetest.Do(t, jar, http.MethodGet, e.URL("/dual"), nil)
-			if c := first.Cookie("id_token"); c == nil {
+			if c := first.Cookie(bridge.DefaultCookieName); c == nil {
 				t.Fatalf("not converted")
 			} else {
 				e.Secret(c.Value)
@@ -607,7 +608,7 @@ func TestRollout(t *testing.T) {
 		if resp.StatusCode != 200 || resp.Identity(t).Source != "session" {
 			t.Fatalf("got %v %s, want 200 from session", resp.StatusCode, resp.Body)
 		}
-		if ck := resp.Cookie("id_token"); ck != nil {
+		if ck := resp.Cookie(bridge.DefaultCookieName); ck != nil {
 			e.Secret(ck.Value)
 			return true
 		}
@@ -685,7 +686,7 @@ func TestSlidingRemint(t *testing.T) {
 	jar := bridgetest.NewJarClient(t, e.TS)
 	jar.Jar.SetCookies(mURL(t, e.TS.URL), []*http.Cookie{ck})
 
-	first := bridgetest.Do(t, jar, http.MethodGet, e.URL("/dual"), nil).Cookie("id_token")
+	first := bridgetest.Do(t, jar, http.MethodGet, e.URL("/dual"), nil).Cookie(bridge.DefaultCookieName)
 	if first == nil {
 		t.Fatalf("not converted")
 	}
@@ -698,7 +699,7 @@ func TestSlidingRemint(t *testing.T) {
 	if got := resp.Identity(t).Source; got != "jwt_cookie" {
 		t.Errorf("at 5m: source: got %v, want jwt_cookie", got)
 	}
-	if c := resp.Cookie("id_token"); c != nil {
+	if c := resp.Cookie(bridge.DefaultCookieName); c != nil {
 		t.Errorf("at 5m: id_token re-set, want untouched")
 	}
 
@@ -708,7 +709,7 @@ func TestSlidingRemint(t *testing.T) {
 	if got := resp.Identity(t).Source; got != "jwt_cookie" {
 		t.Errorf("at 12m: source: got %v, want jwt_cookie", got)
 	}
-	second := resp.Cookie("id_token")
+	second := resp.Cookie(bridge.DefaultCookieName)
 	if second == nil || second.MaxAge <= 0 {
 		t.Fatalf("at 12m: id_token: got %v, want a new cookie", bridgetest.CookiesDesc(second))
 	}
@@ -726,7 +727,7 @@ func TestSlidingRemint(t *testing.T) {
 	}
 	// The jar now holds the new token and uses it.
 	resp = bridgetest.Do(t, jar, http.MethodGet, e.URL("/dual"), nil)
-	if resp.Cookie("id_token") != nil {
+	if resp.Cookie(bridge.DefaultCookieName) != nil {
 		t.Errorf("after re-mint: id_token set again")
 	}
 
@@ -741,7 +742,7 @@ func TestSlidingRemint(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Identity(t).Source != "jwt_cookie" {
 		t.Errorf("after logout: got %v %s, want 200 from jwt_cookie", resp.StatusCode, resp.Body)
 	}
-	if c := resp.Cookie("id_token"); c == nil || c.MaxAge >= 0 || c.Value != "" {
+	if c := resp.Cookie(bridge.DefaultCookieName); c == nil || c.MaxAge >= 0 || c.Value != "" {
 		t.Errorf("after logout: id_token: got %v, want cleared (Max-Age<0)", bridgetest.CookiesDesc(c))
 	}
 	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
@@ -759,7 +760,7 @@ func TestSlidingRemint(t *testing.T) {
 func TestRemintStoreDown(t *testing.T) {
 	e := bridgetest.NewEnv(t, nil)
 	ck, id := e.Session(t, bridgetest.User("1"))
-	tok := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck).Cookie("id_token")
+	tok := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ck).Cookie(bridge.DefaultCookieName)
 	if tok == nil {
 		t.Fatalf("not converted")
 	}
@@ -790,7 +791,7 @@ func TestRemintOtherSession(t *testing.T) {
 	e := bridgetest.NewEnv(t, nil)
 	ckA, _ := e.Session(t, bridgetest.User("1"))
 	ckB, _ := e.Session(t, bridgetest.User("1"))
-	tokA := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ckA).Cookie("id_token")
+	tokA := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, ckA).Cookie(bridge.DefaultCookieName)
 	if tokA == nil {
 		t.Fatalf("not converted")
 	}
@@ -803,7 +804,7 @@ func TestRemintOtherSession(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Identity(t).Source != "session" {
 		t.Errorf("got %v %s, want 200 from the session", resp.StatusCode, resp.Body)
 	}
-	c := resp.Cookie("id_token")
+	c := resp.Cookie(bridge.DefaultCookieName)
 	if c == nil || c.Value == tokA.Value {
 		t.Fatalf("id_token: got %v, want a token minted from session B", bridgetest.CookiesDesc(c))
 	}
@@ -822,7 +823,7 @@ func TestRemintOtherSession(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Identity(t).Subject != "alice" {
 		t.Errorf("token without sid: got %v %s, want 200 for alice", resp.StatusCode, resp.Body)
 	}
-	if c := resp.Cookie("id_token"); c != nil {
+	if c := resp.Cookie(bridge.DefaultCookieName); c != nil {
 		t.Errorf("token without sid: id_token: got %v, want untouched", bridgetest.CookiesDesc(c))
 	}
 	gone, _ := e.Session(t, bridgetest.User("9"))
@@ -830,14 +831,14 @@ func TestRemintOtherSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp = bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, e.JWTCookie(plain), gone)
-	if c := resp.Cookie("id_token"); c != nil || resp.StatusCode != 200 {
+	if c := resp.Cookie(bridge.DefaultCookieName); c != nil || resp.StatusCode != 200 {
 		t.Errorf("token without sid, session gone: got %v, id_token %v; want 200, untouched", resp.StatusCode, bridgetest.CookiesDesc(c))
 	}
 
 	// Without a session cookie, nothing is read and nothing re-minted.
 	bridgetest.ResetRedisStats(t, e.Srv)
 	resp = bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, e.JWTCookie(tokA.Value))
-	if c := resp.Cookie("id_token"); c != nil || resp.StatusCode != 200 {
+	if c := resp.Cookie(bridge.DefaultCookieName); c != nil || resp.StatusCode != 200 {
 		t.Errorf("without session: got %v, id_token %v; want 200, untouched", resp.StatusCode, bridgetest.CookiesDesc(c))
 	}
 	if got := bridgetest.RedisCalls(t, e.Srv); len(got) != 0 {
@@ -898,7 +899,7 @@ func TestInvalidJWTCookie(t *testing.T) {
 			}
 			var set []*http.Cookie
 			for _, c := range resp.Cookies() {
-				if c.Name == "id_token" {
+				if c.Name == bridge.DefaultCookieName {
 					set = append(set, c)
 					e.Secret(c.Value)
 				}
@@ -1369,7 +1370,7 @@ func TestCheckServeMux(t *testing.T) {
 	if got := resp.Identity(t); got.Source != "session" || got.Subject != "1" {
 		t.Errorf("session: identity: got %s/%s, want 1/session", got.Subject, got.Source)
 	}
-	tok := resp.Cookie("id_token")
+	tok := resp.Cookie(bridge.DefaultCookieName)
 	if tok == nil || tok.MaxAge <= 0 {
 		t.Fatalf("session: id_token: got %v, want a minted cookie", bridgetest.CookiesDesc(tok))
 	}

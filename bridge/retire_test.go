@@ -91,7 +91,7 @@ func TestRetireSessions(t *testing.T) {
 	var expired bool
 	for _, c := range rec.Result().Cookies() {
 		switch c.Name {
-		case "id_token":
+		case bridge.DefaultCookieName:
 			token = c
 		case "session":
 			expired = c.MaxAge < 0 && c.Path == "/"

@@ -67,7 +67,7 @@ func TestStoreSourceOneRedisGet(t *testing.T) {
 			if got := bridgetest.RedisCalls(t, e.Srv); !maps.Equal(got, want) {
 				t.Errorf("Redis commands: got %v, want %v", got, want)
 			}
-			if got := resp.Cookie("id_token") != nil; got != tt.convert {
+			if got := resp.Cookie(bridge.DefaultCookieName) != nil; got != tt.convert {
 				t.Errorf("converted: got %v, want %v", got, tt.convert)
 			}
 			if c := resp.Cookie(bridgetest.SessionName); c != nil {

@@ -135,7 +135,7 @@ func TestDropIn(t *testing.T) {
 	if jarCookie(c, srv.URL, "session") == nil {
 		t.Fatal("no session cookie after login")
 	}
-	if jarCookie(c, srv.URL, "id_token") != nil {
+	if jarCookie(c, srv.URL, bridge.DefaultCookieName) != nil {
 		t.Fatal("id_token set on a legacy route")
 	}
 
@@ -145,9 +145,9 @@ func TestDropIn(t *testing.T) {
 	if code != http.StatusOK || !sameMe(got, want) {
 		t.Fatalf("/api/me by session: got %d %+v, want 200 %+v", code, got, want)
 	}
-	tok := jarCookie(c, srv.URL, "id_token")
+	tok := jarCookie(c, srv.URL, bridge.DefaultCookieName)
 	if tok == nil {
-		t.Fatal("no id_token cookie after the session was converted")
+		t.Fatal("no JWT cookie after the session was converted")
 	}
 
 	// Next /api/me: by the JWT cookie, and Redis is not read.
@@ -202,7 +202,7 @@ func TestDropIn(t *testing.T) {
 	if members, err := m.ZMembers(revokedKey); err != nil || len(members) != 2 {
 		t.Errorf("fleet revocations after logout: got %v (%v), want the JWT's jti and the session's sid", members, err)
 	}
-	if jarCookie(c, srv.URL, "session") != nil || jarCookie(c, srv.URL, "id_token") != nil {
+	if jarCookie(c, srv.URL, "session") != nil || jarCookie(c, srv.URL, bridge.DefaultCookieName) != nil {
 		t.Error("cookies left in the jar after logout")
 	}
 	if code, _ := getMe(t, c, srv.URL, &http.Cookie{Name: tok.Name, Value: tok.Value}); code != http.StatusUnauthorized {

@@ -13,8 +13,10 @@ const express = require('express');
 const { expressjwt } = require('express-jwt');
 const jwksRsa = require('jwks-rsa');
 
-// The bridge's JWT cookie (bridge.DefaultCookieName).
-const COOKIE_NAME = 'id_token';
+// The bridge's JWT cookie: the seed's id_token (bridge.DevCookieName, and
+// the bridge's Config.CookieName when an app keeps that name). With Secure
+// cookies the bridge's default is __Host-id_token: COOKIE_NAME=__Host-id_token.
+const COOKIE_NAME = process.env.COOKIE_NAME || 'id_token';
 
 // cookieValue returns the value of the first cookie named `name` in a Cookie
 // header, without its surrounding quotes, or undefined.

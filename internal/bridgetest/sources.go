@@ -139,7 +139,7 @@ func RunSessionSources(t *testing.T, sid func(b *bridge.Bridge, id string) strin
 				t.Errorf("session TTL extended: %v then %v", before, after)
 			}
 
-			tok := resp.Cookie("id_token")
+			tok := resp.Cookie(bridge.DefaultCookieName)
 			if tok == nil {
 				t.Fatalf("not converted")
 			}

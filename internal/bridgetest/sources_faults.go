@@ -131,7 +131,7 @@ func RunSessionCookieFaults(t *testing.T, cases ...SourceCase) {
 					var set []*http.Cookie
 					for _, c := range resp.Cookies() {
 						e.Secret(c.Value)
-						if c.Name == "id_token" {
+						if c.Name == bridge.DefaultCookieName {
 							set = append(set, c)
 						}
 					}
@@ -243,7 +243,7 @@ func RunSessionUndecodable(t *testing.T, cases ...UndecodableCase) {
 						t.Errorf("%s: reason: got %q, want %q", r.route, got, r.reason)
 					}
 				}
-				if c := resp.Cookie("id_token"); c != nil {
+				if c := resp.Cookie(bridge.DefaultCookieName); c != nil {
 					t.Errorf("%s: id_token set: %v", r.route, c)
 				}
 				WantRequests(t, e.B, r.route, map[bridge.Mode]map[bridge.Source]uint64{Routes[r.route]: {r.source: 1}})

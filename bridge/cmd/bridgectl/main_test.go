@@ -173,16 +173,17 @@ func (e *fleetEnv) sendTraffic(t *testing.T) string {
 	sess := e.sessionCookie(t)
 	// A session on a dual route: converted, the JWT cookie set.
 	resp := e.wantStatus(t, http.StatusOK, "/api/me", "", sess)
+	name := e.b.Config().CookieName
 	var tok string
 	for _, c := range resp.Cookies() {
-		if c.Name == bridge.DefaultCookieName {
+		if c.Name == name {
 			tok = c.Value
 		}
 	}
 	if tok == "" {
-		t.Fatalf("GET /api/me with a session: no %s cookie set", bridge.DefaultCookieName)
+		t.Fatalf("GET /api/me with a session: no %s cookie set", name)
 	}
-	jwtCookie := &http.Cookie{Name: bridge.DefaultCookieName, Value: tok}
+	jwtCookie := &http.Cookie{Name: name, Value: tok}
 	e.wantStatus(t, http.StatusOK, "/api/me", "", jwtCookie)                      // jwt_cookie
 	e.wantStatus(t, http.StatusOK, "/api/me", "Bearer "+tok)                      // jwt_bearer
 	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "")                       // anonymous
