@@ -36,33 +36,13 @@ import (
 // run-time modes.
 func TestTopology(t *testing.T) {
 	t.Parallel()
-	topologies := []struct {
-		name    string
-		cluster bool
-		start   func(t *testing.T) func(testing.TB) redis.UniversalClient
-	}{
-		{"cluster", true, func(t *testing.T) func(testing.TB) redis.UniversalClient {
-			c := redistest.NewCluster(t, 3)
-			return func(tb testing.TB) redis.UniversalClient { return c.Client(tb) }
-		}},
-		{"sentinel", false, func(t *testing.T) func(testing.TB) redis.UniversalClient {
-			s := redistest.NewSentinel(t)
-			return func(tb testing.TB) redis.UniversalClient { return s.Client(tb) }
-		}},
-	}
-	for _, tp := range topologies {
-		t.Run(tp.name, func(t *testing.T) {
-			t.Parallel()
-			start := time.Now()
-			newClient := tp.start(t)
-			t.Logf("%s ready in %v", tp.name, time.Since(start).Round(time.Millisecond))
-			t.Run("counters", func(t *testing.T) { tpCounters(t, newClient, tp.cluster) })
-			t.Run("count_sessions", func(t *testing.T) { tpCountSessions(t, newClient, tp.cluster) })
-			t.Run("revocations", func(t *testing.T) { tpRevocations(t, newClient) })
-			t.Run("session_ends", func(t *testing.T) { tpSessionEnds(t, newClient) })
-			t.Run("modes", func(t *testing.T) { tpModes(t, newClient) })
-		})
-	}
+	redistest.RunTopologies(t, func(t *testing.T, tp redistest.Topology, newClient func(testing.TB) redis.UniversalClient) {
+		t.Run("counters", func(t *testing.T) { tpCounters(t, newClient, tp.Cluster) })
+		t.Run("count_sessions", func(t *testing.T) { tpCountSessions(t, newClient, tp.Cluster) })
+		t.Run("revocations", func(t *testing.T) { tpRevocations(t, newClient) })
+		t.Run("session_ends", func(t *testing.T) { tpSessionEnds(t, newClient) })
+		t.Run("modes", func(t *testing.T) { tpModes(t, newClient) })
+	})
 }
 
 // tpKind is a request of the counters test: a credential on a path, the
@@ -173,7 +153,7 @@ func tpCounters(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 
 	// Every fleet key lives in the slot of the hash tag, on one master.
 	rdb := nodes[0].RDB
-	perMaster := tpKeysPerMaster(t, rdb, "{"+prefix+"}:*")
+	perMaster := redistest.KeysPerMaster(t, rdb, "{"+prefix+"}:*")
 	if len(perMaster) != 1 {
 		t.Errorf("fleet keys on %d masters, want 1: %v", len(perMaster), perMaster)
 	}
@@ -260,7 +240,7 @@ func tpCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 			if got != saved-removed {
 				t.Errorf("CountSessions(%q): got %d, want %d", tc.prefix, got, saved-removed)
 			}
-			perMaster := tpKeysPerMaster(t, rdb, escapeGlob(tc.prefix)+"*")
+			perMaster := redistest.KeysPerMaster(t, rdb, escapeGlob(tc.prefix)+"*")
 			if cluster {
 				var most int64
 				for _, n := range perMaster {
@@ -953,31 +933,6 @@ func tpForEachMaster(ctx context.Context, c redis.UniversalClient, fn func(conte
 		return fn(ctx, c)
 	}
 	return fmt.Errorf("unexpected client %T", c)
-}
-
-// tpKeysPerMaster counts the keys matching pattern on each master that
-// has any.
-func tpKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
-	t.Helper()
-	var mu sync.Mutex
-	out := map[string]int64{}
-	err := tpForEachMaster(context.Background(), c, func(ctx context.Context, m *redis.Client) error {
-		var n int64
-		iter := m.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			n++
-		}
-		if n > 0 {
-			mu.Lock()
-			out[m.Options().Addr] = n
-			mu.Unlock()
-		}
-		return iter.Err()
-	})
-	if err != nil {
-		t.Fatalf("scan %q on the masters: %v", pattern, err)
-	}
-	return out
 }
 
 func tpRandom() string {

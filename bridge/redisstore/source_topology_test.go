@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,29 +25,9 @@ import (
 // topology_test.go; the Store alone, TestTopologyStore.)
 func TestTopologySources(t *testing.T) {
 	t.Parallel()
-	topologies := []struct {
-		name    string
-		cluster bool
-		start   func(t *testing.T) func(testing.TB) redis.UniversalClient
-	}{
-		{"cluster", true, func(t *testing.T) func(testing.TB) redis.UniversalClient {
-			c := redistest.NewCluster(t, 3)
-			return func(tb testing.TB) redis.UniversalClient { return c.Client(tb) }
-		}},
-		{"sentinel", false, func(t *testing.T) func(testing.TB) redis.UniversalClient {
-			s := redistest.NewSentinel(t)
-			return func(tb testing.TB) redis.UniversalClient { return s.Client(tb) }
-		}},
-	}
-	for _, tp := range topologies {
-		t.Run(tp.name, func(t *testing.T) {
-			t.Parallel()
-			start := time.Now()
-			newClient := tp.start(t)
-			t.Logf("%s ready in %v", tp.name, time.Since(start).Round(time.Millisecond))
-			t.Run("sessions", func(t *testing.T) { tpSessions(t, newClient, tp.cluster) })
-		})
-	}
+	redistest.RunTopologies(t, func(t *testing.T, tp redistest.Topology, newClient func(testing.TB) redis.UniversalClient) {
+		t.Run("sessions", func(t *testing.T) { tpSessions(t, newClient, tp.Cluster) })
+	})
 }
 
 // tpSessions: sessions whose keys land on different slots (and masters)
@@ -79,7 +58,7 @@ func tpSessions(t *testing.T, newClient func(testing.TB) redis.UniversalClient, 
 		ss = append(ss, legacy{c, id, user})
 		keys = append(keys, store.Key(id))
 	}
-	perMaster := tpKeysPerMaster(t, rdb, store.Key("")+"*")
+	perMaster := redistest.KeysPerMaster(t, rdb, store.Key("")+"*")
 	if got := tpSum(perMaster); got != n {
 		t.Fatalf("session keys on the masters: got %d, want %d", got, n)
 	}
@@ -216,40 +195,6 @@ func newTpNode(t testing.TB, rdb redis.UniversalClient, key *bridgetest.Key, src
 	t.Cleanup(nd.ts.Close)
 	nd.c = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return nd
-}
-
-// tpKeysPerMaster counts the keys matching pattern on each master that
-// has any (the client itself when it is not a cluster client).
-func tpKeysPerMaster(t testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
-	t.Helper()
-	var mu sync.Mutex
-	out := map[string]int64{}
-	count := func(ctx context.Context, m *redis.Client) error {
-		var n int64
-		iter := m.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			n++
-		}
-		if n > 0 {
-			mu.Lock()
-			out[m.Options().Addr] = n
-			mu.Unlock()
-		}
-		return iter.Err()
-	}
-	var err error
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(context.Background(), count)
-	case *redis.Client:
-		err = count(context.Background(), c)
-	default:
-		t.Fatalf("unexpected client %T", c)
-	}
-	if err != nil {
-		t.Fatalf("scan %q on the masters: %v", pattern, err)
-	}
-	return out
 }
 
 func tpSum(m map[string]int64) int64 {

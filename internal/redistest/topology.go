@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -218,4 +219,74 @@ func (s *Sentinel) CurrentMaster(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(a[0], a[1]), nil
+}
+
+// Topology is a replicated Redis topology a test runs its checks on.
+type Topology struct {
+	Name    string
+	Cluster bool // Redis Cluster: several masters, keys by slot
+	// Start starts the topology for t (stopped when t ends) and returns
+	// a constructor of clients configured as an application does.
+	Start func(t *testing.T) func(testing.TB) redis.UniversalClient
+}
+
+// Topologies are a Redis Cluster of three masters and Sentinel (master,
+// replica, three sentinels).
+var Topologies = []Topology{
+	{"cluster", true, func(t *testing.T) func(testing.TB) redis.UniversalClient {
+		c := NewCluster(t, 3)
+		return func(tb testing.TB) redis.UniversalClient { return c.Client(tb) }
+	}},
+	{"sentinel", false, func(t *testing.T) func(testing.TB) redis.UniversalClient {
+		s := NewSentinel(t)
+		return func(tb testing.TB) redis.UniversalClient { return s.Client(tb) }
+	}},
+}
+
+// RunTopologies runs each topology of Topologies in a parallel subtest of
+// t: check gets the started topology's client constructor.
+func RunTopologies(t *testing.T, check func(t *testing.T, tp Topology, newClient func(testing.TB) redis.UniversalClient)) {
+	for _, tp := range Topologies {
+		t.Run(tp.Name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			newClient := tp.Start(t)
+			t.Logf("%s ready in %v", tp.Name, time.Since(start).Round(time.Millisecond))
+			check(t, tp, newClient)
+		})
+	}
+}
+
+// KeysPerMaster counts the keys matching pattern on each master that has
+// any: every master of a cluster client, or the one server of a client.
+func KeysPerMaster(tb testing.TB, c redis.UniversalClient, pattern string) map[string]int64 {
+	tb.Helper()
+	var mu sync.Mutex
+	out := map[string]int64{}
+	count := func(ctx context.Context, m *redis.Client) error {
+		var n int64
+		iter := m.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		if n > 0 {
+			mu.Lock()
+			out[m.Options().Addr] = n
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(context.Background(), count)
+	case *redis.Client:
+		err = count(context.Background(), c)
+	default:
+		tb.Fatalf("unexpected client %T", c)
+	}
+	if err != nil {
+		tb.Fatalf("scan %q on the masters: %v", pattern, err)
+	}
+	return out
 }
