@@ -71,6 +71,10 @@ type check struct {
 	// and only if no new cookie replaced it.
 	clearJWT bool
 	setJWT   bool
+	// sessionCookie is the legacy session cookie's value and jwtCookie
+	// whether a JWT cookie came: each read from the header once.
+	sessionCookie string
+	jwtCookie     bool
 }
 
 // writeCookies clears the JWT cookie if it was refused or outlived its
@@ -106,7 +110,9 @@ func (x *check) authenticate() (*Identity, error) {
 
 	// 2. The JWT cookie.
 	var cookieEntry *cacheEntry
-	switch tok, n := cookieValues(x.r, b.cfg.CookieName); {
+	tok, n := cookieValues(x.r, b.cfg.CookieName)
+	x.jwtCookie = tok != "" || n > 1
+	switch {
 	case n > 1:
 		// Two cookies of our name: one was set by someone else (a sibling
 		// subdomain can toss one). Neither is trusted; the session, if
@@ -139,10 +145,10 @@ func (x *check) authenticate() (*Identity, error) {
 		}
 	}
 
-	var sv string // the legacy session cookie
 	if b.cfg.Sessions != nil {
-		sv = cookieValue(x.r, b.cfg.Sessions.CookieName())
+		x.sessionCookie = cookieValue(x.r, b.cfg.Sessions.CookieName())
 	}
+	sv := x.sessionCookie
 	sessionCookie := sv != ""
 
 	// CSRF: unsafe methods authenticated (or to be) by a cookie.
@@ -244,7 +250,7 @@ func (x *check) sessionFailed(err error) error {
 		return nil
 	case errors.Is(err, ErrSessionNotFound):
 		x.note(ReasonSessionUnknown, err)
-		if x.mode != Legacy && cookieValue(x.r, x.b.cfg.CookieName) != "" {
+		if x.mode != Legacy && x.jwtCookie {
 			x.clearJWT = true
 		}
 		return nil
@@ -296,7 +302,7 @@ func (x *check) convert(sess *Session, id *Identity) {
 // session: the keyed hash of its cookie, so that any instance can tell
 // without a session read that a request carries the token's session.
 func (x *check) sessionCookieHash() string {
-	return x.b.sids.cookieHash(cookieValue(x.r, x.b.cfg.Sessions.CookieName()))
+	return x.b.sids.cookieHash(x.sessionCookie)
 }
 
 // minted caches a token the bridge just minted from the request's session
@@ -305,7 +311,7 @@ func (x *check) sessionCookieHash() string {
 // both reads no session to learn they belong together.
 func (x *check) minted(tok string, c *Claims) {
 	e := newCacheEntry(tok, c, x.b.verifier.issuers[x.b.cfg.Issuer])
-	e.bind(cookieValue(x.r, x.b.cfg.Sessions.CookieName()))
+	e.bind(x.sessionCookie)
 	x.b.verifier.cache.put(tok, e, x.now)
 }
 
@@ -359,7 +365,7 @@ func (x *check) endSession(sess *Session) {
 		f.forget(x.r)
 	}
 	b.clearCookie(x.w, b.cfg.Sessions.CookieName())
-	if cookieValue(x.r, b.cfg.CookieName) != "" {
+	if x.jwtCookie {
 		x.clearJWT = true
 	}
 }
