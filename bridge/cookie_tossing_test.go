@@ -119,14 +119,9 @@ func TestLogsCapAttackerStrings(t *testing.T) {
 // per cookie value, then never again.
 func TestJWTCookieOfAnotherSession(t *testing.T) {
 	e := newTestEnv(t, nil)
-	ck1, id1 := e.session(t, testUser("1"))
-	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck1)
-	tok1 := resp.Cookie(testCookieName(e))
-	if tok1 == nil {
-		t.Fatal("no conversion")
-	}
-	e.secret(tok1.Value)
+	ck1, id1, tok1 := e.converted(t, "1")
 	jwt1 := e.jwtCookie(tok1.Value)
+	var resp *webtest.Response
 
 	// The same session: the JWT wins with no session read — the token is
 	// cached bound to its session's cookie when minted, and its sch claim

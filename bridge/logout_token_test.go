@@ -10,19 +10,28 @@ import (
 	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
+// converted logs user in with a new legacy session and converts it on
+// /dual: the session cookie, its raw ID and the JWT cookie set, all
+// recorded as secrets.
+func (e *testEnv) converted(t *testing.T, user string) (session *http.Cookie, id string, jwt *http.Cookie) {
+	t.Helper()
+	session, id = e.session(t, testUser(user))
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, session)
+	jwt = resp.Cookie(e.b.cfg.CookieName)
+	if jwt == nil {
+		t.Fatalf("user %s: session not converted (%d)", user, resp.StatusCode)
+	}
+	e.secret(jwt.Value)
+	return session, id, jwt
+}
+
 // TestLogoutWithTokenEndsSession replays issue 13's logout point: a logout
 // that presents only the session's token revokes its sid; the session
 // then never mints again, and is deleted the first time it is seen, on a
 // legacy route too, where the legacy handler reads it as gone.
 func TestLogoutWithTokenEndsSession(t *testing.T) {
 	e := newTestEnv(t, nil)
-	ck, id := e.session(t, testUser("1"))
-	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
-	jwtCk := resp.Cookie(e.b.cfg.CookieName)
-	if jwtCk == nil {
-		t.Fatal("no conversion")
-	}
-	e.secret(jwtCk.Value)
+	ck, id, jwtCk := e.converted(t, "1")
 
 	// Logout with the token alone (an API client, or a browser whose
 	// session cookie the app's logout already expired).
@@ -35,7 +44,7 @@ func TestLogoutWithTokenEndsSession(t *testing.T) {
 	// The session cookie, replayed on a legacy page: nobody, nothing
 	// minted, the session deleted, its cookie expired, and the legacy
 	// handler reads an empty session.
-	resp = webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy/app", nil, ck)
+	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/legacy/app", nil, ck)
 	if id := identityOf(t, resp); resp.StatusCode != http.StatusOK || id.Has {
 		t.Errorf("legacy page after the token's logout: %d %+v, want served with no identity", resp.StatusCode, id)
 	}
@@ -113,13 +122,7 @@ func TestLogoutRevokedSessionNeverMints(t *testing.T) {
 // (deleted when seen) — the raw ID is hashed and never kept.
 func TestDenySessionByID(t *testing.T) {
 	e := newTestEnv(t, nil)
-	ck, id := e.session(t, testUser("1"))
-	resp := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, ck)
-	tok := resp.Cookie(e.b.cfg.CookieName)
-	if tok == nil {
-		t.Fatal("no conversion")
-	}
-	e.secret(tok.Value)
+	_, id, tok := e.converted(t, "1")
 	e.b.Deny(Revocation{Session: id, Until: e.clock.Now().Add(e.b.cfg.TokenTTL)})
 	if r := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/jwt", webtest.Bearer(tok.Value)); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("token of the denied session: %d, want 401", r.StatusCode)
