@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 # version, the lowest we support).
 SHIP_TOOLCHAIN ?= go1.27.3
 
-.PHONY: run demo build test deps bench bench-http bench-instructions lint vulncheck fuzz loadtest
+.PHONY: run demo build test deps bench bench-http bench-instructions lint vulncheck fuzz loadtest loadtest-revocations
 
 ## run: the demo monolith with the bridge on 127.0.0.1:8080 (embedded Redis unless REDIS_URL is set)
 run:
@@ -54,6 +54,11 @@ test: deps
 LOAD_DURATION ?= 50s
 loadtest: deps
 	LOAD_DURATION=$(LOAD_DURATION) $(GO) test -count=1 -run '^TestLoad$$' -v -timeout 5m ./legacyapp/cmd/legacyapp/
+
+## loadtest-revocations: REVOCATIONS (default 1M) revocations, two instances, a real redis-server: Redis CPU, bytes/s, instance memory (docs/operations.md)
+REVOCATIONS ?= 1000000
+loadtest-revocations: deps
+	REVOCATIONS=$(REVOCATIONS) $(GO) test -count=1 -run '^TestRevocationsAtScale$$' -v -timeout 15m ./bridge/fleet/ | grep -E '^(=== RUN|---|\s+revoke_scale_test|ok|FAIL|PASS)'
 
 ## bench: the benchmarks of the library and of its peers (examples/bench), side by side, summarised with benchstat
 bench: deps

@@ -146,8 +146,8 @@ func (c *Config) fill() error {
 			return fmt.Errorf("bridge: Config.VerificationKeys[%d] is nil", i)
 		}
 	}
-	if c.Issuer == "" {
-		return errors.New("bridge: Config.Issuer is required")
+	if c.Issuer == "" || strings.ContainsAny(c.Issuer, " \t\r\n") {
+		return errors.New("bridge: Config.Issuer is required, without spaces")
 	}
 	if c.Audience == "" {
 		return errors.New("bridge: Config.Audience is required")

@@ -167,7 +167,7 @@ func checkAcceptedByVerifier(t *testing.T, b *Bridge, tok string, e *cacheEntry)
 	if c.IssuedAt != nil && now.Before(c.IssuedAt.Add(-b.cfg.Leeway)) {
 		t.Fatalf("accepted token's iat %v is ahead of %v", c.IssuedAt, now)
 	}
-	if b.revoked.has(c.ID, c.SID) {
+	if b.revoked.has(c.ID, c.SID, subject{c.Issuer, c.Subject}, c.ExpiresAt.Time, now) {
 		t.Fatalf("accepted token is revoked")
 	}
 	direct := new(Claims)

@@ -65,8 +65,9 @@ var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 
 func (t *TrustedIssuer) fill(i int) error {
 	field := fmt.Sprintf("bridge: Config.TrustedIssuers[%d]", i)
-	if t.Issuer == "" {
-		return fmt.Errorf("%s.Issuer is required", field)
+	if t.Issuer == "" || strings.ContainsAny(t.Issuer, " \t\r\n") {
+		// A space separates issuer and jti or sub in revocations.
+		return fmt.Errorf("%s.Issuer is required, without spaces", field)
 	}
 	if len(t.Audiences) == 0 {
 		return fmt.Errorf("%s.Audiences: at least one audience is required", field)

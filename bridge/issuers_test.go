@@ -934,6 +934,7 @@ func TestTrustedIssuerConfig(t *testing.T) {
 		{name: "file URL", mod: func(ti *TrustedIssuer) { ti.JWKSURL = "file:///etc/jwks.json" }, want: "JWKSURL"},
 		{name: "no URL", mod: func(ti *TrustedIssuer) { ti.JWKSURL = "" }, want: "JWKSURL"},
 		{name: "no issuer", mod: func(ti *TrustedIssuer) { ti.Issuer = "" }, want: "Issuer"},
+		{name: "issuer with a space", mod: func(ti *TrustedIssuer) { ti.Issuer = "https://idp.example/a b" }, want: "without spaces"},
 		{name: "no audience", mod: func(ti *TrustedIssuer) { ti.Audiences = nil }, want: "Audiences"},
 		{name: "HS256", mod: func(ti *TrustedIssuer) { ti.Algorithms = []string{"HS256"} }, want: "HS256"},
 		{name: "none", mod: func(ti *TrustedIssuer) { ti.Algorithms = []string{"RS256", "none"} }, want: "none"},
@@ -962,6 +963,11 @@ func TestTrustedIssuerConfig(t *testing.T) {
 				t.Errorf("defaults not filled: %+v", got)
 			}
 		})
+	}
+	// The bridge's own issuer has no space either (revocations are keyed
+	// "issuer sub").
+	if _, err := New(Config{SigningKey: newTestKey(t), Issuer: "app x", Audience: testAudience}); err == nil || !strings.Contains(err.Error(), "without spaces") {
+		t.Errorf("Config.Issuer with a space: %v", err)
 	}
 	// Two trusted issuers with the same name.
 	ti := base()

@@ -26,7 +26,7 @@ func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 	)
 	for _, tok := range []string{cookieValue(r, b.cfg.CookieName), bearerOnly(r)} {
 		if tok != "" {
-			rs = append(rs, b.tokenRevocations(tok, sidUntil)...)
+			rs = append(rs, b.tokenRevocations(tok, now, sidUntil)...)
 		}
 	}
 	if b.cfg.Sessions != nil && cookieValue(r, b.cfg.Sessions.CookieName()) != "" {
@@ -64,14 +64,17 @@ func bearerOnly(r *http.Request) string {
 	return tok
 }
 
-// tokenRevocations returns the revocations of a verified token's jti (until
-// it could have expired) and sid (until sidUntil at least). A token that
-// does not verify needs no revocation; one already revoked (here) is
+// tokenRevocations returns the revocations of a verified token: its sid
+// (until sidUntil at least), which covers every token of its session, or
+// without one its jti (until it could have expired), folded into its
+// subject's once the subject logged out too many (denylist.fold). A token
+// that does not verify needs no revocation; one already revoked (here) is
 // revoked again, so that a logout retried after Redis failed reaches the
 // fleet.
-func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []Revocation {
+func (b *Bridge) tokenRevocations(tok string, now, sidUntil time.Time) []Revocation {
 	e, err := b.verifier.verify(tok)
-	if errors.Is(err, ErrTokenRevoked) {
+	again := errors.Is(err, ErrTokenRevoked)
+	if again {
 		// Verified but denied: check it again without the denylist (and
 		// without the cache), never trusting unverified claims.
 		v := *b.verifier
@@ -82,17 +85,17 @@ func (b *Bridge) tokenRevocations(tok string, sidUntil time.Time) []Revocation {
 		return nil
 	}
 	until := sidUntil
-	if e.claims.ExpiresAt != nil {
-		until = e.claims.ExpiresAt.Time.Add(b.cfg.Leeway)
+	if !e.exp.IsZero() {
+		until = e.exp.Add(b.cfg.Leeway)
 	}
-	var rs []Revocation
-	if e.jti != "" {
-		rs = append(rs, Revocation{JTI: e.jti, Until: until})
+	switch {
+	case e.sid != "":
+		return []Revocation{{SID: e.sid, Until: later(until, sidUntil)}}
+	case again && b.revoked.has("", "", e.subject(), e.exp, now),
+		!again && b.revoked.fold(e.subject(), now, until):
+		return []Revocation{{Subject: e.claims.Issuer + " " + e.claims.Subject, Until: until}}
 	}
-	if e.sid != "" {
-		rs = append(rs, Revocation{SID: e.sid, Until: later(until, sidUntil)})
-	}
-	return rs
+	return []Revocation{{JTI: e.jti, Until: until}}
 }
 
 func later(a, b time.Time) time.Time {

@@ -53,14 +53,17 @@ func TestLogout(t *testing.T) {
 	toks.CheckAccepted(t, a.LogoutApp)
 
 	toks.LogOut(t, a.LogoutApp, sess, a.rdb, a.store.Key(sessID))
-	// The denylist holds the session's sid and the presented tokens' jtis.
+	// The denylist holds the session's sid, which covers every token
+	// minted from it, and the jti of the presented token without a sid:
+	// one entry each.
 	if _, ok := bridge.Denied(a.B, "", sid); !ok {
 		t.Errorf("sid %q not denied", sid)
 	}
-	for _, tok := range []string{toks.Converted, toks.API} {
-		if jti := bridgetest.TokenClaims(t, tok).ID; !lDenied(a.B, jti) {
-			t.Errorf("jti %q not denied", jti)
-		}
+	if jti := bridgetest.TokenClaims(t, toks.API).ID; !lDenied(a.B, jti) {
+		t.Errorf("jti %q of the token without sid not denied", jti)
+	}
+	if jti := bridgetest.TokenClaims(t, toks.Converted).ID; lDenied(a.B, jti) {
+		t.Errorf("jti %q of the converted token denied too: its sid covers it", jti)
 	}
 	// The session cookie no longer authenticates.
 	a.CheckLoggedOutSession(t, "here", sess)
@@ -208,5 +211,49 @@ func TestRevocationExpiryWithoutFleet(t *testing.T) {
 	solo.Deny(bridge.Revocation{JTI: "fresh", Until: clock.Now().Add(time.Minute)})
 	if n := bridge.DeniedJTIs(solo); n != 1 {
 		t.Errorf("denylist without a fleet holds %d entries after expiry, want 1", n)
+	}
+}
+
+// TestSubjectLogoutsFold: one subject logging out ever new tokens without
+// a session (tokens a client can get cheaply) keeps a bounded denylist:
+// past a few jtis its logouts fold into one revocation of the subject,
+// which refuses its tokens that expire by then, not those it gets later,
+// nor another subject's.
+func TestSubjectLogoutsFold(t *testing.T) {
+	clock := bridgetest.NewClock()
+	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
+		bridgetest.WithJWTRoute(c)
+		c.Now = clock.Now
+	})
+	logout := func(tok string) {
+		t.Helper()
+		r := httptest.NewRequest("POST", "https://app.test/logout", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		if err := b.Logout(httptest.NewRecorder(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := key.Mint(t, b, "mallory", nil)
+	other := key.Mint(t, b, "alice", nil)
+	for range 100 {
+		tok := key.Mint(t, b, "mallory", nil)
+		logout(tok)
+		logout(tok) // a retry adds nothing
+		if err := bridgetest.Verify(t, b, tok); !errors.Is(err, bridge.ErrTokenRevoked) {
+			t.Fatalf("logged-out token: %v, want ErrTokenRevoked", err)
+		}
+	}
+	if n := bridge.DeniedJTIs(b); n > 10 {
+		t.Errorf("100 logouts of one subject left %d jtis, want a few", n)
+	}
+	if err := bridgetest.Verify(t, b, held); !errors.Is(err, bridge.ErrTokenRevoked) {
+		t.Errorf("the subject's earlier token: %v, want ErrTokenRevoked", err)
+	}
+	if err := bridgetest.Verify(t, b, other); err != nil {
+		t.Errorf("another subject's token: %v", err)
+	}
+	clock.Advance(time.Minute)
+	if err := bridgetest.Verify(t, b, key.Mint(t, b, "mallory", nil)); err != nil {
+		t.Errorf("the subject's token minted after the logouts: %v", err)
 	}
 }

@@ -212,7 +212,7 @@ func (x *check) authenticate() (*Identity, error) {
 		}
 	}
 	sid := b.sids.sid(sess.ID)
-	if b.revoked.has("", sid) {
+	if b.revoked.has("", sid, subject{}, time.Time{}, x.now) {
 		// Logged out through one of its tokens: the session never
 		// authenticates or mints again, and goes the first time it is seen.
 		x.endSession(sess)

@@ -11,10 +11,8 @@ import (
 
 // Route labels that are not path templates.
 const (
-	// RouteUnmatched labels requests that matched no mux route.
-	RouteUnmatched = "unmatched"
-	// RouteOther labels routes beyond MaxRoutes.
-	RouteOther = "other"
+	RouteUnmatched = "unmatched" // requests that matched no mux route
+	RouteOther     = "other"     // routes beyond MaxRoutes
 )
 
 // MaxRoutes bounds the number of distinct route labels (and so the

@@ -172,7 +172,7 @@ func (v *verifier) verify(tok string) (*cacheEntry, error) { return v.verifyAt(t
 // (the middleware reads it once per request).
 func (v *verifier) verifyAt(tok string, now time.Time) (*cacheEntry, error) {
 	if e := v.cache.get(tok, now); e != nil {
-		if v.revoked.has(e.jti, e.sid) {
+		if e.revokedAt(v.revoked, now) {
 			return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
 		}
 		return e, nil
@@ -199,7 +199,7 @@ func (v *verifier) verifyAt(tok string, now time.Time) (*cacheEntry, error) {
 		return nil, tokenError(errors.New("token has no sub"))
 	}
 	e := newCacheEntry(tok, claims, iss)
-	if v.revoked.has(e.jti, e.sid) {
+	if e.revokedAt(v.revoked, now) {
 		return nil, fmt.Errorf("%w: jti or sid revoked", ErrTokenRevoked)
 	}
 	v.cache.put(tok, e, now)

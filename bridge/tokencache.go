@@ -33,6 +33,12 @@ type cacheEntry struct {
 	bound atomic.Pointer[string]
 }
 
+func (e *cacheEntry) revokedAt(d *denylist, now time.Time) bool {
+	return d.has(e.jti, e.sid, e.subject(), e.exp, now)
+}
+
+func (e *cacheEntry) subject() subject { return subject{e.claims.Issuer, e.claims.Subject} }
+
 func (e *cacheEntry) boundTo(sessionCookie string) bool {
 	p := e.bound.Load()
 	return p != nil && *p == sessionCookie

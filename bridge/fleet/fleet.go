@@ -42,9 +42,6 @@ const (
 	DefaultModeRefreshInterval = 2 * time.Second
 	DefaultRetention           = 8 * 24 * time.Hour
 	DefaultReadyAfter          = 24 * time.Hour
-	// RevocationResync is the period of the full resync of revocations:
-	// the bound on how late an instance that missed a message learns one.
-	RevocationResync = time.Second
 	// DefaultSessionKeyPrefix is the default Config.SessionKeyPrefix.
 	DefaultSessionKeyPrefix = "session_"
 	// NoSessionEvents, as Config.SessionKeyPrefix, does not watch session
@@ -111,6 +108,10 @@ type Fleet struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// sessionEventsEvery is how often Run checks every master's keyspace
+	// notifications (sessionend.go); tests shorten it.
+	sessionEventsEvery time.Duration
 }
 
 // New validates cfg, fills its defaults and returns a Fleet. It does no
@@ -159,6 +160,8 @@ func New(cfg Config) (*Fleet, error) {
 		keys:       newKeys(cfg.Prefix),
 		fleetModes: make(map[string]struct{}),
 		closed:     make(chan struct{}),
+
+		sessionEventsEvery: sessionEventsCheck,
 	}
 	f.fl = newFlusher(f)
 	return f, nil

@@ -27,8 +27,8 @@ import (
 //	{p}:s:YYYYMMDD     HyperLogLog of distinct session hashes per day
 //	{p}:modes          hash route → mode: run-time overrides (bridgectl)
 //	{p}:effective      hash route → mode: the modes instances run with
-//	{p}:revoked        sorted set of revocations, and the channel that
-//	                   announces them
+//	{p}:revoked        sorted set of revocations
+//	{p}:revocations    stream of the latest revocations
 
 // Field names inside an hourly hash.
 const (
@@ -72,6 +72,7 @@ func (k keys) seq(run string) string   { return k.p + ":seq:" + run }
 func (k keys) modes() string           { return k.p + ":modes" }
 func (k keys) effective() string       { return k.p + ":effective" }
 func (k keys) revoked() string         { return k.p + ":revoked" }
+func (k keys) revocations() string     { return k.p + ":revocations" }
 
 // batch is one flush: deltas for one hourly bucket, sent until Redis
 // acknowledges it. It never changes once made, so that a re-send whose

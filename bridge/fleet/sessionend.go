@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -29,12 +30,20 @@ const sessionEventFlags = "Egxe"
 // in every database.
 var sessionEventChannels = []string{"__keyevent@*__:del", "__keyevent@*__:expired", "__keyevent@*__:evicted"}
 
+// sessionEventsCheck is how often an instance checks every master's
+// notify-keyspace-events and subscriptions: a master that a failover
+// promoted, or that a Cluster added, gets its flags and its subscription
+// within this period.
+const sessionEventsCheck = 30 * time.Second
+
 // watchSessionEnds denies the sid of every session key (Config.SessionKeyPrefix)
 // Redis deletes, expires or evicts, until ctx ends. It enables the
-// keyspace notifications it needs where Redis lets it; where it cannot (a
-// managed Redis that forbids CONFIG) it says so once, loudly: tokens then
-// live until their exp, which never passes the session's remaining life
-// where the session source can tell it.
+// keyspace notifications it needs where Redis lets it, on every master and
+// again every sessionEventsCheck (a promoted replica has its own
+// configuration); where it cannot (a managed Redis that forbids CONFIG) it
+// says so, loudly, once until it can: tokens then live until their exp,
+// which never passes the session's remaining life where the session source
+// can tell it.
 func (f *Fleet) watchSessionEnds(ctx context.Context, b *bridge.Bridge) {
 	ttl := b.Config().TokenTTL + b.Config().Leeway
 	end := func(key string) {
@@ -44,38 +53,64 @@ func (f *Fleet) watchSessionEnds(ctx context.Context, b *bridge.Bridge) {
 		}
 		b.Deny(bridge.Revocation{Session: id, Until: f.now().Add(ttl)})
 	}
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		watched = map[string]bool{} // masters subscribed to, by address
+		failing bool
+	)
 	defer wg.Wait()
-	err := f.eachMaster(ctx, func(ctx context.Context, c redis.UniversalClient) error {
-		if err := enableSessionEvents(ctx, c, f.cfg.FlushTimeout); err != nil {
+	check := func() {
+		var errs []error
+		err := f.eachMaster(ctx, func(ctx context.Context, c redis.UniversalClient) error {
+			err := enableSessionEvents(ctx, c, f.cfg.FlushTimeout)
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+			addr := "" // one client: its subscription follows a failover
+			if m, ok := c.(*redis.Client); ok && c != f.cfg.Redis {
+				addr = m.Options().Addr
+			}
+			if watched[addr] {
+				return nil
+			}
+			watched[addr] = true
+			sub := c.PSubscribe(ctx, sessionEventChannels...)
+			wg.Go(func() {
+				defer sub.Close()
+				msgs := sub.Channel()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case m, ok := <-msgs:
+						if !ok {
+							return
+						}
+						end(m.Payload)
+					}
+				}
+			})
+			return nil
+		})
+		if err = errors.Join(append(errs, err)...); err != nil && !failing && ctx.Err() == nil {
 			f.log().LogAttrs(ctx, slog.LevelError, "fleet: Redis keyspace notifications are off and cannot be turned on: "+
 				"a session deleted or expired in Redis does not end its tokens before their exp (set notify-keyspace-events to include "+sessionEventFlags+")",
 				slog.String("error", err.Error()))
 		}
-		sub := c.PSubscribe(ctx, sessionEventChannels...)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer sub.Close()
-			msgs := sub.Channel()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case m, ok := <-msgs:
-					if !ok {
-						return
-					}
-					end(m.Payload)
-				}
-			}
-		}()
-		return nil
-	})
-	if err != nil {
-		f.log().LogAttrs(ctx, slog.LevelWarn, "fleet: session ends not watched", slog.String("error", err.Error()))
+		failing = err != nil
 	}
-	<-ctx.Done()
+	check()
+	tick := time.NewTicker(f.sessionEventsEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			check()
+		}
+	}
 }
 
 // eachMaster calls fn with a client of each master: the one client, or

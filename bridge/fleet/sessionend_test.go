@@ -26,8 +26,10 @@ func TestSessionEndEndsTokens(t *testing.T) {
 	key := bridgetest.NewKey(t)
 	a := ftNewNode(t, rdb, key, Config{})
 	b := ftNewNode(t, rdb, key, Config{})
-	ftRun(t, a.f)
-	ftRun(t, b.f)
+	for _, nd := range []*ftNode{a, b} {
+		nd.f.sessionEventsEvery = 200 * time.Millisecond
+		ftRun(t, nd.f)
+	}
 	bridgetest.Eventually(t, 3*time.Second, "both instances subscribed", func() bool {
 		n, err := rdb.PubSubNumPat(context.Background()).Result()
 		return err == nil && n >= 2
@@ -90,6 +92,31 @@ func TestSessionEndEndsTokens(t *testing.T) {
 		}
 		d := bridgetest.Eventually(t, 2*time.Second, "token of an expired session refused on both instances", refusedEverywhere(tok))
 		t.Logf("refused on both instances %v after PEXPIRE 50ms", d)
+	})
+
+	// A replica promoted by a failover has its own configuration, without
+	// the flags: they are set again within the check period.
+	t.Run("flags lost", func(t *testing.T) {
+		if err := rdb.ConfigSet(context.Background(), "notify-keyspace-events", "").Err(); err != nil {
+			t.Fatal(err)
+		}
+		tok, id := convert("7")
+		bridgetest.Eventually(t, 2*time.Second, "flags set again", func() bool {
+			return strings.ContainsRune(rdb.ConfigGet(context.Background(), "notify-keyspace-events").Val()["notify-keyspace-events"], 'x')
+		})
+		if err := rdb.Del(context.Background(), a.Store.Key(id)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		bridgetest.Eventually(t, 2*time.Second, "token of a deleted session refused on both instances", refusedEverywhere(tok))
+		// Each check found the subscription in place: one connection per
+		// instance subscribed to the three channels.
+		list, err := rdb.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(list, " psub=3 "); n != 2 || strings.Count(list, " psub=0 ") != strings.Count(list, "\n")-2 {
+			t.Errorf("pattern subscriptions after the checks: %d connections with psub=3, want 2 (one per instance):\n%s", n, list)
+		}
 	})
 
 	t.Run("no Redis read on the JWT path", func(t *testing.T) {

@@ -256,23 +256,13 @@ func tpCountSessions(t *testing.T, newClient func(testing.TB) redis.UniversalCli
 
 // tpRevocations: a logout on instance A (session deleted, sid and jti
 // revoked) is refused by instance B within 2s, without B calling Redis on
-// the request path; the message goes through pub/sub on the topology (a
-// third client subscribed to the channel receives it).
+// the request path; the change goes through the stream on the topology (a
+// third client reads it there).
 func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClient) {
 	ctx := context.Background()
 	const prefix = "sbtopo-revoke"
 	nodes := tpNodes(t, newClient, Config{Prefix: prefix})
 	a, b := nodes[0], nodes[1]
-
-	// An independent subscriber: proof that PUBLISH reaches subscribers on
-	// this topology (on a cluster it is sent to a random node and
-	// broadcast by the cluster bus).
-	sub := newClient(t).Subscribe(ctx, newKeys(prefix).revoked())
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatalf("subscribe: %v", err)
-	}
-	msgs := sub.Channel()
 
 	for _, nd := range nodes {
 		ftRun(t, nd.f)
@@ -342,17 +332,19 @@ func tpRevocations(t *testing.T, newClient func(testing.TB) redis.UniversalClien
 	if r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/dual"), nil, sess); r.StatusCode != http.StatusUnauthorized || r.Reason() != "session_unknown" {
 		t.Errorf("session on B after logout: %d %q, want 401 session_unknown", r.StatusCode, r.Reason())
 	}
-	// Pub/sub carried both revocations.
+	// The stream carried both revocations, read by an independent client.
+	xs, err := newClient(t).XRange(ctx, newKeys(prefix).revocations(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
-	timeout := time.After(2 * time.Second)
-	for !seen["sid"] || !seen["jti"] {
-		select {
-		case m := <-msgs:
-			kind, _, _ := strings.Cut(m.Payload, ":")
-			seen[kind] = true
-		case <-timeout:
-			t.Fatalf("revocation messages received: %v, want sid and jti", seen)
-		}
+	for _, x := range xs {
+		m, _ := x.Values["m"].(string)
+		kind, _, _ := strings.Cut(m, ":")
+		seen[kind] = true
+	}
+	if !seen["sid"] || !seen["jti"] {
+		t.Errorf("revocation stream %v, want a sid and a jti", xs)
 	}
 }
 
@@ -447,6 +439,7 @@ func TestSentinelFailover(t *testing.T) {
 			FlushTimeout:        500 * time.Millisecond,
 			ModeRefreshInterval: 200 * time.Millisecond,
 		})
+		nd.f.sessionEventsEvery = 200 * time.Millisecond
 		ins = append(ins, instance{nd, rec})
 	}
 	replica := redis.NewClient(&redis.Options{Addr: s.Replica, ContextTimeoutEnabled: true})
@@ -557,6 +550,9 @@ func TestSentinelFailover(t *testing.T) {
 		return true
 	})
 	time.Sleep(max(300*time.Millisecond, 2*time.Second-time.Since(trafficStart)))
+	if flags := replica.ConfigGet(ctx, "notify-keyspace-events").Val()["notify-keyspace-events"]; strings.ContainsRune(flags, 'g') {
+		t.Fatalf("the replica has keyspace notifications %q before its promotion: the session end after the failover proves nothing", flags)
+	}
 	killStart := time.Now()
 	s.KillMaster()
 	killed := time.Now()
@@ -659,8 +655,8 @@ func TestSentinelFailover(t *testing.T) {
 		t.Error("no session request hit the failover (no 503): the test did not exercise it")
 	}
 
-	// Revocation after the failover: pub/sub and the resync follow the
-	// new master. A session converted on A, logged out on A, is refused
+	// Revocation after the failover: the stream's reader follows the new
+	// master. A session converted on A, logged out on A, is refused
 	// by B within 2s.
 	a, b := ins[0].nd, ins[1].nd
 	r := bridgetest.Do(t, a.C, http.MethodGet, a.URL("/dual"), nil, cookies[0])
@@ -682,18 +678,49 @@ func TestSentinelFailover(t *testing.T) {
 	if err := a.B.Logout(httptest.NewRecorder(), req); err != nil {
 		t.Fatalf("Logout on A after the failover: %v", err)
 	}
-	loggedOut := time.Now()
-	bridgetest.Eventually(t, 2*time.Second, "the logout on A to reach B after the failover", func() bool {
-		r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), nil, jwtCookie)
-		if r.StatusCode == http.StatusOK {
-			want["/jwt jwt_cookie"]++
-			return false
+	// refusedOnB waits until B refuses a token (counting what B served
+	// meanwhile) with reason, its source when accepted being source.
+	refusedOnB := func(what string, hdr http.Header, c *http.Cookie, source, reason string) {
+		t.Helper()
+		var cookies []*http.Cookie
+		if c != nil {
+			cookies = append(cookies, c)
 		}
-		want["/jwt rejected"]++
-		want["/jwt reason="+r.Reason()]++
-		return r.StatusCode == http.StatusUnauthorized && r.Reason() == "jwt_cookie_revoked"
-	})
+		bridgetest.Eventually(t, 2*time.Second, what, func() bool {
+			r := bridgetest.Do(t, b.C, http.MethodGet, b.URL("/jwt"), hdr, cookies...)
+			if r.StatusCode == http.StatusOK {
+				want["/jwt "+source]++
+				return false
+			}
+			want["/jwt rejected"]++
+			want["/jwt reason="+r.Reason()]++
+			return r.StatusCode == http.StatusUnauthorized && r.Reason() == reason
+		})
+	}
+	loggedOut := time.Now()
+	refusedOnB("the logout on A to reach B after the failover", nil, jwtCookie, "jwt_cookie", "jwt_cookie_revoked")
 	revokedAfter := time.Since(loggedOut)
+
+	// A session's end after the failover: the promoted replica has no
+	// keyspace notifications of its own until the instances' next check
+	// sets them, and the subscriptions follow the new master. A session
+	// converted on A, deleted from Redis, is refused by B.
+	r = bridgetest.Do(t, a.C, http.MethodGet, a.URL("/dual"), nil, cookies[1])
+	endCookie := r.Cookie(bridge.DefaultCookieName)
+	if r.StatusCode != http.StatusOK || endCookie == nil {
+		t.Fatalf("conversion on A after the failover: %d %s", r.StatusCode, bridgetest.CookiesDesc(endCookie))
+	}
+	want["/dual session"]++
+	want["/dual converted"]++
+	secrets = append(secrets, endCookie.Value)
+	master := s.Client(t)
+	bridgetest.Eventually(t, 5*time.Second, "the new master's keyspace notifications", func() bool {
+		return strings.ContainsRune(master.ConfigGet(ctx, "notify-keyspace-events").Val()["notify-keyspace-events"], 'g')
+	})
+	if err := master.Del(ctx, sessionKeys[1]).Err(); err != nil {
+		t.Fatalf("DEL a session on the new master: %v", err)
+	}
+	refusedOnB("a session's end after the failover to reach B", bridgetest.Bearer(endCookie.Value), nil, "jwt_bearer", "bearer_revoked")
 
 	var bs []*bridge.Bridge
 	for _, in := range ins {

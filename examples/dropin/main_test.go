@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,11 +197,11 @@ func TestDropIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if keys := m.Keys(); len(keys) != 1 || keys[0] != revokedKey {
-		t.Errorf("redis keys after logout: got %v, want only the fleet's revocations %s", keys, revokedKey)
+	if keys := m.Keys(); !slices.Equal(keys, []string{revocationsKey, revokedKey}) {
+		t.Errorf("redis keys after logout: got %v, want only the fleet's revocations %s and %s", keys, revokedKey, revocationsKey)
 	}
-	if members, err := m.ZMembers(revokedKey); err != nil || len(members) != 2 {
-		t.Errorf("fleet revocations after logout: got %v (%v), want the JWT's jti and the session's sid", members, err)
+	if members, err := m.ZMembers(revokedKey); err != nil || len(members) != 1 || !strings.HasPrefix(members[0], "sid:") {
+		t.Errorf("fleet revocations after logout: got %v (%v), want the session's sid (which covers the JWT)", members, err)
 	}
 	if jarCookie(c, srv.URL, "session") != nil || jarCookie(c, srv.URL, bridge.DefaultCookieName) != nil {
 		t.Error("cookies left in the jar after logout")
@@ -210,8 +211,12 @@ func TestDropIn(t *testing.T) {
 	}
 }
 
-// revokedKey is the fleet's set of revocations (fleet.DefaultPrefix).
-const revokedKey = "{" + fleet.DefaultPrefix + "}:revoked"
+// revokedKey and revocationsKey are the fleet's set and stream of
+// revocations (fleet.DefaultPrefix).
+const (
+	revokedKey     = "{" + fleet.DefaultPrefix + "}:revoked"
+	revocationsKey = "{" + fleet.DefaultPrefix + "}:revocations"
+)
 
 func sameMe(a, b me) bool {
 	return a.UserID == b.UserID && a.Username == b.Username && a.AuthSource == b.AuthSource &&

@@ -69,7 +69,7 @@ func (nd *Node) URL(path string) string { return nd.TS.URL + path }
 // requestKey marks the context of requests served by a test server, so
 // that RequestCalls counts the Redis commands of the request path only
 // (not those of a Fleet's flushes, mode refreshes and revocation
-// resyncs).
+// reads).
 type requestKey struct{}
 
 // MarkRequests marks the context of the requests h serves as the request
