@@ -117,6 +117,11 @@ func (f *Fleet) Revoke(ctx context.Context, rs []bridge.Revocation) error {
 // (Redis unreachable, or the stream trimmed past its position) it reads
 // the whole set again.
 func (f *Fleet) watchRevocations(ctx context.Context, b *bridge.Bridge) {
+	// Loaded once, so that Revoke's EVALSHA finds it (best effort: Revoke
+	// falls back to EVAL).
+	lctx, cancel := context.WithTimeout(ctx, f.cfg.FlushTimeout)
+	_ = revokeScript.Load(lctx, f.cfg.Redis).Err()
+	cancel()
 	last := "" // the last stream entry applied; "" until the set is read
 	for ctx.Err() == nil {
 		var err error
