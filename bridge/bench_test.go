@@ -7,6 +7,7 @@
 package bridge
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -272,7 +273,7 @@ func BenchmarkConvert(b *testing.B) {
 			for b.Loop() {
 				clear(w.h)
 				now := time.Now()
-				tok, c, err := br.mintFor(values, 0, sid, "", now)
+				tok, c, err := br.mintFor(context.Background(), values, 0, sid, "", now)
 				if err != nil {
 					b.Fatal(err)
 				}

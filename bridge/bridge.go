@@ -60,15 +60,16 @@ type Config struct {
 	SameSite           http.SameSite // of the JWT cookie: Lax (default) or Strict
 	InsecureDevCookies bool          // drops Secure for plain http. Development on localhost only.
 
-	// RetireSessions deletes the legacy session and expires its cookie
-	// right after a conversion. New refuses it while a route (DefaultMode
-	// included) is legacy and not public.
+	// RetireSessions deletes a converted session and expires its cookie;
+	// New refuses it while a route (DefaultMode too) is legacy, not public.
 	RetireSessions bool
 
-	ClaimsFromSession ClaimsFunc // session values to claims. Default DefaultClaims.
-	// SIDKey keys the sid hash in tokens and the rollout: at least
-	// MinSIDKeySize secret bytes, shared by the fleet and kept across
-	// signing-key rotations. Required with Sessions.
+	ClaimsFromSession ClaimsFunc // session values to a user. Default DefaultClaims.
+	// AppCredential spots the app's own credentials besides Authorization
+	// (all but a JWT bearer): unless a JWT or session authenticates, as app.
+	AppCredential func(r *http.Request) bool
+	// SIDKey keys the sid hash and the rollout: MinSIDKeySize secret bytes
+	// or more, shared by the fleet, kept across key rotations. Required with Sessions.
 	SIDKey []byte
 
 	// CrossOrigin checks cookie-authenticated unsafe requests. Default: a

@@ -40,21 +40,42 @@ func cookieValues(r *http.Request, name string) (first string, n int) {
 	return first, n
 }
 
-// bearerToken returns the token of an "Authorization: Bearer" header and
-// whether the header names the Bearer scheme. An empty token is no
-// credential.
+// bearerToken returns the JWT of an "Authorization: Bearer" header, and
+// whether there is one.
 func bearerToken(r *http.Request) (string, bool) {
+	tok, _ := authorization(r)
+	return tok, tok != ""
+}
+
+// authorization reads the Authorization header: a bearer token shaped
+// like a JWT (jwtShaped) is the bridge's, tok; any other credential there
+// (a bearer API key, Basic, another scheme) is the app's own: app. The
+// scheme is "Bearer" in any case, then one space; "Bearer" with nothing
+// after it is no credential.
+func authorization(r *http.Request) (tok string, app bool) {
 	// The key is canonical: no canonicalisation on every request.
 	v := r.Header["Authorization"]
 	if len(v) == 0 {
 		return "", false
 	}
-	h := v[0]
-	if len(h) < 7 || (h[:7] != "Bearer " && !strings.EqualFold(h[:7], "Bearer ")) {
-		return "", false
+	scheme, rest, found := strings.Cut(v[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		h := strings.TrimSpace(v[0])
+		return "", h != "" && !strings.EqualFold(h, "Bearer")
 	}
-	tok := strings.TrimSpace(h[7:])
-	return tok, tok != ""
+	tok = strings.TrimSpace(rest)
+	if jwtShaped(tok) {
+		return tok, false
+	}
+	return "", tok != ""
+}
+
+// jwtShaped reports whether a bearer token is meant as a JWT, to be
+// verified strictly: it has a dot (JWS, JWE, or one mangled), or starts
+// as a JSON header in base64url does, or as a JWS JSON serialization. API
+// keys do none of these.
+func jwtShaped(tok string) bool {
+	return strings.HasPrefix(tok, "eyJ") || strings.HasPrefix(tok, "{") || strings.IndexByte(tok, '.') >= 0
 }
 
 // setTokenCookie sets the JWT cookie to tok, living until exp. It reports

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,7 +129,7 @@ func TestJWTCookieOfAnotherSession(t *testing.T) {
 	// (a keyed hash of that cookie) binds it on any instance; a token
 	// without sch (an older version's) reads the session once per cookie
 	// value, then never.
-	noSCH, _, err := e.b.mintFor(testUser("1"), 0, e.b.sids.sid(id1), "", e.clock.Now())
+	noSCH, _, err := e.b.mintFor(context.Background(), testUser("1"), 0, e.b.sids.sid(id1), "", e.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

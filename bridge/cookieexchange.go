@@ -6,12 +6,9 @@ import (
 	"net/http"
 )
 
-// CookieExchangeHandler is the authorize-cookie flow done right. POST takes
-// a token from Authorization: Bearer only (never the body or the query),
-// verifies it (own keys or a trusted issuer), and sets exactly that token
-// as the HttpOnly JWT cookie, with Max-Age = its remaining lifetime; 204.
-// DELETE clears the cookie. Both are CSRF-checked (the cookie they set or
-// clear is a credential); other methods get 405.
+// CookieExchangeHandler: POST verifies the Authorization bearer token
+// (never the body or query) and sets exactly it as the JWT cookie for its
+// remaining life, 204; DELETE clears the cookie. Both are CSRF-checked.
 func (b *Bridge) CookieExchangeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {

@@ -14,6 +14,12 @@ type counters struct {
 	conversions [MaxRoutes]atomic.Uint64
 	retired     [MaxRoutes]atomic.Uint64
 	rejections  [MaxRoutes * int(numReasons)]atomic.Uint64
+	// guests counts live sessions naming no user; guestLogged says one
+	// was logged.
+	guests      [MaxRoutes]atomic.Uint64
+	guestLogged [MaxRoutes]atomic.Bool
+	// handlerReads counts the session reads of handlers (WrapStore).
+	handlerReads [MaxRoutes]atomic.Uint64
 }
 
 func (c *counters) request(route int, m Mode, s Source) {
@@ -79,7 +85,7 @@ func (c SourceCounts) SessionShare() float64 {
 
 // jsonSourceOrder is the order of the sources in JSON, the report's:
 // credentials first.
-var jsonSourceOrder = [numSources]Source{SourceSession, SourceJWTCookie, SourceJWTBearer, SourceAnonymous, SourceRejected}
+var jsonSourceOrder = [numSources]Source{SourceSession, SourceJWTCookie, SourceJWTBearer, SourceApp, SourceAnonymous, SourceRejected}
 
 // MarshalJSON writes every source's count under its label.
 func (c SourceCounts) MarshalJSON() ([]byte, error) {
@@ -163,11 +169,13 @@ func unmarshalCounts(data []byte, n []uint64, names []string) error {
 
 // RouteCounts are the in-process counts of one route since start.
 type RouteCounts struct {
-	Route       string // mux path template, ServeMux pattern, RouteUnmatched or RouteOther
-	Mode        Mode   // the current mode
-	Conversions uint64 // sessions converted into JWT cookies
-	Retired     uint64 // converted sessions deleted (Config.RetireSessions)
-	Rejections  ReasonCounts
+	Route        string // mux path template, ServeMux pattern, RouteUnmatched or RouteOther
+	Mode         Mode   // the current mode
+	Conversions  uint64 // sessions converted into JWT cookies
+	Retired      uint64 // converted sessions deleted (Config.RetireSessions)
+	Guests       uint64 // live sessions that named no user (counted anonymous)
+	HandlerReads uint64 // session reads of its handlers (WrapStore): what still needs sessions
+	Rejections   ReasonCounts
 
 	byMode [numModes]SourceCounts
 }
@@ -210,6 +218,8 @@ func (b *Bridge) Snapshot() []RouteCounts {
 		}
 		rc.Conversions = c.conversions[i].Load()
 		rc.Retired = c.retired[i].Load()
+		rc.Guests = c.guests[i].Load()
+		rc.HandlerReads = c.handlerReads[i].Load()
 		for r := range int(numReasons) {
 			rc.Rejections.n[r] = c.rejections[i*int(numReasons)+r].Load()
 		}

@@ -41,10 +41,9 @@ func (e *Rejection) Error() string {
 // Unwrap returns the cause, which wraps one of the package's sentinels.
 func (e *Rejection) Unwrap() error { return e.Err }
 
-// WriteError is the default Config.ErrorHandler: a short JSON body
-// {"error": ..., "reason": ...}; 401 with WWW-Authenticate: Bearer, 403 for
-// a cross-origin request, 503 with Retry-After when the session store is
-// unavailable. It never echoes a credential.
+// WriteError, the default Config.ErrorHandler, answers {"error", "reason"}
+// in JSON: 401 with WWW-Authenticate: Bearer, 403 cross-origin, 503 with
+// Retry-After; it never echoes a credential.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	status, reason := http.StatusUnauthorized, "unauthorized"
 	var rej *Rejection

@@ -1,6 +1,9 @@
 package bridge
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // The unexported bits that the request path's external tests (package
 // bridge_test) check against.
@@ -19,7 +22,7 @@ func SIDHash(key []byte) (sid func(id string) string, inRollout func(id string, 
 
 // MintFor is b.mintFor: the token a conversion mints from session values.
 func MintFor(b *Bridge, values map[any]any, sessionTTL time.Duration, sid string, now time.Time) (string, *Claims, error) {
-	return b.mintFor(values, sessionTTL, sid, "", now)
+	return b.mintFor(context.Background(), values, sessionTTL, sid, "", now)
 }
 
 // Denied reports whether b's denylist holds the token ID jti or, with jti

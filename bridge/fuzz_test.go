@@ -222,27 +222,34 @@ func TestFuzzTokenSeeds(t *testing.T) {
 	}
 }
 
-// FuzzBearerHeader checks bearerToken against a reference: the scheme
-// "Bearer" (any case), one space, the token trimmed; an empty token is no
-// credential.
+// FuzzBearerHeader checks bearerToken and authorization against a
+// reference: the scheme "Bearer" (any case), one space, the token trimmed;
+// an empty token is no credential; a token that is not JWT-shaped, and any
+// other scheme, is the app's.
 func FuzzBearerHeader(f *testing.F) {
 	for _, s := range []string{
 		"Bearer abc.def.ghi", "bearer abc", "BEARER  abc ", "Bearer", "Bearer ", "Bearer  \t ",
 		"Basic dXNlcjpwYXNz", "Bearerabc", "Bearer a b", "", " Bearer abc", "Bearer\tabc",
 		"Bearer abc\r\n", "bEaReR x", "Bearer \u00a0x\u00a0", "Token abc", "Bearer=abc",
+		"Bearer ak_alice_0f1e2d3c", "Bearer eyJhbGciOiJIUzI1NiJ9", "bearer a.b", " Bearer ", "BEARER",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, h string) {
 		r := &http.Request{Header: http.Header{"Authorization": {h}}}
 		tok, ok := bearerToken(r)
-		wantTok, wantOK := "", false
+		_, app := authorization(r)
+		wantTok, wantOK, wantApp := "", false, strings.TrimSpace(h) != "" && !strings.EqualFold(strings.TrimSpace(h), "Bearer")
 		if scheme, rest, found := strings.Cut(h, " "); found && strings.EqualFold(scheme, "Bearer") {
 			wantTok = strings.TrimSpace(rest)
 			wantOK = wantTok != ""
+			wantApp = wantOK && !strings.HasPrefix(wantTok, "eyJ") && !strings.HasPrefix(wantTok, "{") && !strings.Contains(wantTok, ".")
+			if wantApp {
+				wantTok, wantOK = "", false
+			}
 		}
-		if ok != wantOK || tok != wantTok {
-			t.Fatalf("bearerToken(%q): got %q, %v, want %q, %v", h, tok, ok, wantTok, wantOK)
+		if ok != wantOK || tok != wantTok || app != wantApp {
+			t.Fatalf("bearerToken(%q): got %q, %v, app %v, want %q, %v, app %v", h, tok, ok, app, wantTok, wantOK, wantApp)
 		}
 		if ok && (tok != strings.TrimSpace(tok) || !strings.Contains(h, tok)) {
 			t.Fatalf("bearerToken(%q): token %q not a trimmed part of the header", h, tok)

@@ -16,13 +16,14 @@ const (
 	SourceJWTCookie               // the JWT cookie
 	SourceJWTBearer               // Authorization: Bearer
 	SourceRejected                // a credential was presented and refused
+	SourceApp                     // the app's own credential, left to the app
 	numSources
 )
 
-var sourceNames = [numSources]string{"anonymous", "session", "jwt_cookie", "jwt_bearer", "rejected"}
+var sourceNames = [numSources]string{"anonymous", "session", "jwt_cookie", "jwt_bearer", "rejected", "app"}
 
 // String returns the source's label: anonymous, session, jwt_cookie,
-// jwt_bearer or rejected.
+// jwt_bearer, rejected or app.
 func (s Source) String() string {
 	if s < numSources {
 		return sourceNames[s]

@@ -37,25 +37,23 @@ const (
 // whose tokens the bridge accepts. Its keys come from its JWKS and are
 // bound to it: they verify tokens naming this issuer only.
 type TrustedIssuer struct {
-	Issuer    string   // the exact iss of its tokens. Required.
-	Audiences []string // a token must name one of them. Required.
-	JWKSURL   string   // its public keys: https (http on loopback only). Required.
-	// Algorithms allowed, asymmetric only (RS*, PS*, ES256, ES384, EdDSA).
-	// Default RS256 and ES256.
-	Algorithms         []string
+	Issuer             string        // the exact iss of its tokens. Required.
+	Audiences          []string      // a token must name one of them. Required.
+	JWKSURL            string        // its public keys: https (http on loopback only). Required.
+	Algorithms         []string      // asymmetric only (RS*, PS*, ES256, ES384, EdDSA). Default RS256, ES256.
 	RefreshInterval    time.Duration // of the background refresh. Default 1h.
 	UnknownKIDInterval time.Duration // least time between refetches for an unknown kid. Default 1m.
 	Timeout            time.Duration // bounds each fetch. Default 5s.
 	MaxBodySize        int64         // caps the JWKS response. Default 1 MiB.
 	HTTPClient         *http.Client  // fetches the JWKS. Default: a client with Timeout.
-	// Link maps a verified token of this issuer to a local user, once per
-	// token. Nil, or ok false: the IdP's own identity (empty Subject, no
-	// roles). Link only on what the IdP vouches for, such as a verified
-	// email.
+	// Link maps a verified token to a local user, once per token; nil or
+	// ok false: the IdP's own identity (no Subject, no roles). Link only on
+	// what the IdP vouches for, such as a verified email.
 	Link func(ctx context.Context, c Claims) (u LocalUser, ok bool, err error)
 }
 
-// LocalUser is the local user an IdP identity is linked to.
+// LocalUser is a local user: a session's (ClaimsFunc), or the one an IdP
+// identity is linked to (Link).
 type LocalUser struct {
 	Subject, Name string
 	Roles         []string

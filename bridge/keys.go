@@ -154,9 +154,8 @@ func thumbprint(members map[string]string) string {
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-// GenerateKey returns a new ES256 signing key. Use it for tests and
-// development only: tokens signed by an ephemeral key die with the process
-// and are not accepted by other instances.
+// GenerateKey returns a new ES256 key, for tests and development: its
+// tokens die with the process and other instances refuse them.
 func GenerateKey() (*Key, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -6,13 +6,10 @@ import (
 	"time"
 )
 
-// Logout ends the caller's session everywhere the bridge can reach: it
-// deletes the legacy session from the store, revokes the token's jti and
-// the session's sid (at once here, and on every instance through
-// Config.Fleet), and clears both cookies (Path=/) with Clear-Site-Data.
-// Cookies are cleared even when the store cannot be reached; the error
-// then wraps ErrStoreUnavailable and the caller should answer 503. Calling
-// it again once the store is back completes the revocation fleet-wide.
+// Logout ends the caller's session: it deletes it from the store, revokes
+// its sid (a sessionless token's jti) here and through Config.Fleet, and
+// clears both cookies with Clear-Site-Data, even when the store is down:
+// the error then wraps ErrStoreUnavailable (answer 503; a retry completes).
 func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := b.cfg.Now()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -22,10 +23,9 @@ func (b *Bridge) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// Check authenticates r by its route's mode and counts it. It returns the
-// request to hand on, carrying the identity, or a *Rejection; cookies go
-// into w's header. The route is the gorilla/mux path template, else the
-// net/http.ServeMux pattern (r.Pattern), else RouteUnmatched.
+// Check authenticates r by its route's mode (the mux path template, else
+// r.Pattern, else RouteUnmatched) and counts it: it returns the request to
+// hand on, with the identity, or a *Rejection; cookies go into w's header.
 func (b *Bridge) Check(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
 	x := check{b: b, w: w, r: r, route: b.routes.lookup(r), now: b.cfg.Now()}
 	x.mode = b.routes.mode(x.route)
@@ -37,6 +37,11 @@ func (b *Bridge) Check(w http.ResponseWriter, r *http.Request) (*http.Request, e
 		b.counters.request(x.route, x.mode, id.source)
 		x.writeCookies()
 		return r.WithContext(withIdentity(r.Context(), id)), nil
+	case x.appCredential():
+		// The app's own credential, in every mode: the app decides.
+		b.counters.request(x.route, x.mode, SourceApp)
+		x.writeCookies()
+		return r, nil
 	case x.mode != Legacy:
 		reason, err := ReasonNoCredentials, error(ErrNoCredentials)
 		if x.rejected {
@@ -75,6 +80,16 @@ type check struct {
 	// whether a JWT cookie came: each read from the header once.
 	sessionCookie string
 	jwtCookie     bool
+}
+
+// appCredential reports whether the request carries a credential the app
+// checks itself: an Authorization header that is no JWT bearer, or what
+// Config.AppCredential recognises.
+func (x *check) appCredential() bool {
+	if _, app := authorization(x.r); app {
+		return true
+	}
+	return x.b.cfg.AppCredential != nil && x.b.cfg.AppCredential(x.r)
 }
 
 // writeCookies clears the JWT cookie if it was refused or outlived its
@@ -219,13 +234,17 @@ func (x *check) authenticate() (*Identity, error) {
 		x.note(ReasonSessionRevoked, fmt.Errorf("%w: the session was logged out", ErrSessionNotFound))
 		return nil, nil
 	}
-	c, err := b.cfg.ClaimsFromSession(sess.Values)
-	if err != nil || c.Subject == "" {
-		// A guest session (a cart before login): it authenticates nobody.
+	u, err := b.cfg.ClaimsFromSession(x.r.Context(), sess.Values)
+	if err != nil {
+		x.note(ReasonSessionClaims, err)
+		return nil, nil
+	}
+	if u.Subject == "" {
+		x.guest(sess)
 		return nil, nil
 	}
 	id = &Identity{source: SourceSession, session: sess.Values, sid: sid, issuer: b.cfg.Issuer,
-		subject: c.Subject, name: c.Name, roles: c.Roles}
+		subject: u.Subject, name: u.Name, roles: u.Roles}
 	if b.cfg.Fleet != nil {
 		b.cfg.Fleet.SessionSeen(sid)
 	}
@@ -233,6 +252,24 @@ func (x *check) authenticate() (*Identity, error) {
 		x.convert(sess, id)
 	}
 	return id, nil
+}
+
+// guest counts a live session that names no user (a cart before login,
+// or a mapping that misses the app's user key) and, once per route, logs
+// the keys it holds, never their values.
+func (x *check) guest(sess *Session) {
+	b := x.b
+	b.counters.guests[x.route].Add(1)
+	if b.counters.guestLogged[x.route].Swap(true) {
+		return
+	}
+	keys := make([]string, 0, len(sess.Values))
+	for k := range sess.Values {
+		keys = append(keys, capped(fmt.Sprint(k)))
+	}
+	slices.Sort(keys)
+	b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: a live session names no user (a guest, or Config.ClaimsFromSession misses the app's user key)",
+		slog.String("route", b.routes.names[x.route]), slog.Any("session_keys", keys[:min(len(keys), 32)]))
 }
 
 // sessionFailed handles a failed session load: it notes the refusal and
@@ -279,7 +316,7 @@ func (x *check) convert(sess *Session, id *Identity) {
 	var tok string
 	var c *Claims
 	if err == nil {
-		tok, c, err = b.mintFor(sess.Values, ttl, id.sid, x.sessionCookieHash(), x.now)
+		tok, c, err = b.mintFor(x.r.Context(), sess.Values, ttl, id.sid, x.sessionCookieHash(), x.now)
 	}
 	if err != nil {
 		b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: session not converted",
@@ -401,7 +438,7 @@ func (x *check) refresh(e *cacheEntry) {
 		if err != nil {
 			return
 		}
-		tok, c, err := b.mintFor(sess.Values, ttl, sid, x.sessionCookieHash(), x.now)
+		tok, c, err := b.mintFor(x.r.Context(), sess.Values, ttl, sid, x.sessionCookieHash(), x.now)
 		if err == nil && b.setTokenCookie(x.w, tok, c.ExpiresAt.Time, x.now) {
 			x.setJWT = true
 			x.minted(tok, c)

@@ -28,6 +28,7 @@ const (
 	ReasonCookieDuplicate                  // several JWT cookies: none is trusted
 	ReasonSessionRevoked                   // a session logged out through one of its tokens
 	ReasonCookieOtherSession               // a JWT cookie of another session than the request's: the session decides
+	ReasonSessionClaims                    // Config.ClaimsFromSession failed on a live session
 	numReasons
 )
 
@@ -49,6 +50,7 @@ var reasonNames = [numReasons]string{
 	ReasonCookieDuplicate:    "jwt_cookie_duplicate",
 	ReasonSessionRevoked:     "session_revoked",
 	ReasonCookieOtherSession: "jwt_cookie_other_session",
+	ReasonSessionClaims:      "session_claims_error",
 }
 
 // String returns the reason's label, such as session_unknown.

@@ -3,6 +3,7 @@
 package bridge
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -143,7 +144,7 @@ func TestRotation(t *testing.T) {
 			// Tokens as the bridge mints them (from a session) and as a
 			// test mints them.
 			mintBy := func(b *Bridge) []string {
-				tok, _, err := b.mintFor(testUser("7"), 0, "sid-7", "", b.cfg.Now())
+				tok, _, err := b.mintFor(context.Background(), testUser("7"), 0, "sid-7", "", b.cfg.Now())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -48,7 +48,7 @@ type SessionSource interface {
 // Config.TokenTTL, and the sliding re-mint checks that the session still
 // exists.
 func StoreSource(store sessions.Store, name string) SessionSource {
-	return &storeSource{store: store, name: name}
+	return &storeSource{store: unwrapStore(store), name: name}
 }
 
 type storeSource struct {

@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"context"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -125,6 +126,35 @@ func TestSessionUndecodable(t *testing.T) {
 	)
 }
 
+// sessionUser and sessionAccount are user values real apps keep in their
+// sessions (gob-registered structs).
+type sessionUser struct {
+	ID       int64
+	Username string
+	Roles    []string
+}
+
+type sessionAccount struct {
+	UserID string
+	Name   string
+	Role   string
+	secret string
+}
+
+type accountID int32
+
+// sessionKey is an app's own type of session key.
+type sessionKey int
+
+// oidcUser is a user an OIDC login put in the session.
+type oidcUser struct {
+	Subject string
+	Groups  []string
+}
+
+// TestDefaultClaims: the shapes real apps store their user in (issue 14:
+// an int64 under id, a *User struct under user) map to a user; a guest
+// session to none; an unusable value to an error.
 func TestDefaultClaims(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -132,30 +162,60 @@ func TestDefaultClaims(t *testing.T) {
 		sub     string
 		uname   string
 		roles   string
-		wantErr bool
+		wantErr string
 	}{
 		{name: "strings", values: map[any]any{"user_id": "7", "username": "u", "roles": []string{"a", "b"}}, sub: "7", uname: "u", roles: "a,b"},
 		{name: "int", values: map[any]any{"user_id": 7, "role": "admin"}, sub: "7", roles: "admin"},
-		{name: "int64", values: map[any]any{"user_id": int64(1) << 40}, sub: "1099511627776"},
+		{name: "int64 under id", values: map[any]any{"id": int64(1) << 40, "authenticated": true}, sub: "1099511627776"},
 		{name: "uint64", values: map[any]any{"user_id": uint64(1) << 63}, sub: "9223372036854775808"},
+		{name: "int8 under uid", values: map[any]any{"uid": int8(-3)}, sub: "-3"},
+		{name: "named integer under userID", values: map[any]any{"userID": accountID(42)}, sub: "42"},
 		{name: "json number", values: map[any]any{"user_id": float64(123456789), "roles": []any{"x", 3, "y"}}, sub: "123456789", roles: "x,y"},
 		{name: "roles string", values: map[any]any{"user_id": "1", "roles": "solo", "role": "ignored"}, sub: "1", roles: "solo"},
-		{name: "no user", values: map[any]any{"username": "guest"}, uname: "guest"},
-		{name: "bad type", values: map[any]any{"user_id": true}, wantErr: true},
+		{name: "struct pointer under user", values: map[any]any{"user": &sessionUser{ID: 9, Username: "bob", Roles: []string{"admin"}}}, sub: "9", uname: "bob", roles: "admin"},
+		{name: "struct value", values: map[any]any{"user": sessionAccount{UserID: "u-1", Name: "Ann", Role: "editor", secret: "x"}}, sub: "u-1", uname: "Ann", roles: "editor"},
+		{name: "session values override the struct's", values: map[any]any{"user": &sessionUser{ID: 9, Username: "bob"}, "username": "robert"}, sub: "9", uname: "robert"},
+		{name: "first key wins", values: map[any]any{"user_id": "1", "id": "2"}, sub: "1"},
+		{name: "empty first key", values: map[any]any{"user_id": "", "id": "2"}, sub: "2"},
+		{name: "no user", values: map[any]any{"username": "guest", "cart": []string{"tea"}}, uname: "guest"},
+		{name: "nil struct pointer", values: map[any]any{"user": (*sessionUser)(nil)}},
+		{name: "zero user struct", values: map[any]any{"user": sessionUser{}}},
+		{name: "zero id", values: map[any]any{"id": 0}},
+		{name: "name key", values: map[any]any{"id": "3", "name": "Cy"}, sub: "3", uname: "Cy"},
+		{name: "struct with Subject and Groups", values: map[any]any{"user": &oidcUser{Subject: "ab12", Groups: []string{"staff"}}}, sub: "ab12", roles: "staff"},
+		{name: "bad type", values: map[any]any{"user_id": true}, wantErr: `"user_id" holds a bool`},
+		{name: "struct without ID", values: map[any]any{"user": struct{ Email string }{"a@b"}}, wantErr: "without an ID field"},
+		{name: "fractional number", values: map[any]any{"id": 1.5}, wantErr: "float64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := bridge.DefaultClaims(tt.values)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("error: got %v, want error %v", err, tt.wantErr)
-			}
-			if tt.wantErr {
+			u, err := bridge.DefaultClaims(context.Background(), tt.values)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+				}
 				return
 			}
-			if c.Subject != tt.sub || c.Name != tt.uname || strings.Join(c.Roles, ",") != tt.roles {
-				t.Errorf("got %q/%q/%v, want %q/%q/%s", c.Subject, c.Name, c.Roles, tt.sub, tt.uname, tt.roles)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Subject != tt.sub || u.Name != tt.uname || strings.Join(u.Roles, ",") != tt.roles {
+				t.Errorf("got %q/%q/%v, want %q/%q/%s", u.Subject, u.Name, u.Roles, tt.sub, tt.uname, tt.roles)
 			}
 		})
+	}
+	// UserKey names the key: nothing else is looked at.
+	u, err := bridge.UserKey("account")(context.Background(), map[any]any{"account": uint16(5), "user_id": "1"})
+	if err != nil || u.Subject != "5" {
+		t.Errorf("UserKey(account): %+v %v, want subject 5", u, err)
+	}
+	// The app's own key type (a logout that sets the user to nil is a
+	// guest session).
+	for v, want := range map[any]string{int64(77): "77", nil: ""} {
+		u, err = bridge.UserKey(sessionKey(0))(context.Background(), map[any]any{sessionKey(0): v, "id": "1"})
+		if err != nil || u.Subject != want {
+			t.Errorf("UserKey(sessionKey(0)) of %v: %+v %v, want subject %q", v, u, err, want)
+		}
 	}
 }
 

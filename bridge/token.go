@@ -16,14 +16,10 @@ import (
 // Claims are the claims of the tokens the bridge mints and accepts.
 type Claims struct {
 	jwt.RegisteredClaims
-	// Name is the user's display name (from the session's username).
-	Name string `json:"name,omitempty"`
-	// Roles are the user's roles.
-	Roles []string `json:"roles,omitempty"`
-	// SID is a keyed hash of the session ID the token was minted from.
-	SID string `json:"sid,omitempty"`
-	// SCH is a keyed hash of the session cookie the token was minted with.
-	SCH string `json:"sch,omitempty"`
+	Name  string   `json:"name,omitempty"`  // the user's display name
+	Roles []string `json:"roles,omitempty"` // the user's roles
+	SID   string   `json:"sid,omitempty"`   // keyed hash of the session ID minted from
+	SCH   string   `json:"sch,omitempty"`   // keyed hash of the session cookie minted with
 	// Email and EmailVerified: what a TrustedIssuer.Link may match on.
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`

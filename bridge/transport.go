@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,12 +12,10 @@ import (
 // made on behalf of a session that was not converted.
 const DownstreamTokenTTL = time.Minute
 
-// Transport returns a round tripper (on base, nil for the default) that
-// puts the JWT of the identity in an outgoing request's context on it as
-// a bearer token, minting a short-lived one for an unconverted session,
-// for the downstream hosts listed only ("api.internal" or
-// "api.internal:8443"). Other hosts, requests with an Authorization
-// header or no identity, and redirects elsewhere pass unchanged.
+// Transport (on base, nil for the default) puts the JWT of the request
+// context's identity (minted briefly for an unconverted session) on requests
+// to the hosts listed ("api.internal[:8443]") as a bearer token. Requests
+// with an Authorization header, without identity, or elsewhere pass as is.
 func (b *Bridge) Transport(base http.RoundTripper, hosts ...string) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -55,7 +54,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	tok := id.token
 	if tok == "" && id.source == SourceSession && id.session != nil {
 		var err error
-		tok, err = t.b.mintDownstream(id)
+		tok, err = t.b.mintDownstream(r.Context(), id)
 		if err != nil {
 			// A RoundTripper closes the request body, even on error.
 			if r.Body != nil {
@@ -94,7 +93,7 @@ func sameOriginRedirect(r *http.Request) bool {
 }
 
 // mintDownstream mints a short-lived token for a session identity.
-func (b *Bridge) mintDownstream(id Identity) (string, error) {
-	tok, _, err := b.mintFor(id.session, DownstreamTokenTTL, id.sid, "", b.cfg.Now())
+func (b *Bridge) mintDownstream(ctx context.Context, id Identity) (string, error) {
+	tok, _, err := b.mintFor(ctx, id.session, DownstreamTokenTTL, id.sid, "", b.cfg.Now())
 	return tok, err
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gorilla/mux"
 
@@ -95,6 +96,15 @@ func (a *App) listUsers(w http.ResponseWriter, r *http.Request) {
 // apiPrincipal returns the caller of an API request. When there is none it
 // answers the request (401, 503 or 500) and returns false.
 func (a *App) apiPrincipal(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	// The app's own credential first: an API key, whatever else came.
+	if key, ok := apiKey(r); ok {
+		u, ok := a.users.byAPIKey(key)
+		if !ok {
+			writeJSON(w, http.StatusUnauthorized, errorResponse{Error: "unauthenticated", Reason: ReasonAPIKeyInvalid})
+			return Principal{}, false
+		}
+		return Principal{UserID: u.ID, Username: u.Username, Roles: u.Roles, Source: SourceAPIKey}, true
+	}
 	p, err := a.currentUser(r)
 	if err == nil {
 		return p, true
@@ -114,6 +124,13 @@ func (a *App) apiPrincipal(w http.ResponseWriter, r *http.Request) (Principal, b
 		writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "internal", Reason: "internal error"})
 	}
 	return Principal{}, false
+}
+
+// apiKey returns the API key of "Authorization: Bearer ak_…".
+func apiKey(r *http.Request) (string, bool) {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
+	return key, strings.EqualFold(scheme, "Bearer") && strings.HasPrefix(key, apiKeyPrefix)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

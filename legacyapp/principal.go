@@ -12,9 +12,13 @@ import (
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 )
 
-// SourceSession is the Principal.Source of a caller identified by the
-// legacy session.
-const SourceSession = "session"
+// Principal.Source of a caller identified by the legacy session, and by
+// an API key (the app's own credential, apiKeyPrefix and a secret).
+const (
+	SourceSession = "session"
+	SourceAPIKey  = "api_key"
+	apiKeyPrefix  = "ak_"
+)
 
 // Session value keys. The values are builtin types, so gob needs no
 // registration.
@@ -30,6 +34,7 @@ const (
 	ReasonNoCredentials  = "no_credentials"  // no session cookie
 	ReasonSessionInvalid = "session_invalid" // the cookie does not verify
 	ReasonSessionUnknown = "session_unknown" // the cookie names no live session
+	ReasonAPIKeyInvalid  = "api_key_invalid" // an API key that is no user's
 )
 
 var (

@@ -1,6 +1,8 @@
 package legacyapp
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +20,15 @@ type User struct {
 	Email string
 	// PasswordHash is the bcrypt hash of the password.
 	PasswordHash []byte
+	// APIKeyHash is the SHA-256 of the user's API key ("ak_…"), the
+	// app's own credential for its JSON API; nil: no key.
+	APIKeyHash []byte
+}
+
+// HashAPIKey is the APIKeyHash of key.
+func HashAPIKey(key string) []byte {
+	sum := sha256.Sum256([]byte(key))
+	return sum[:]
 }
 
 // Demo password hashes, bcrypt at the minimum cost so that tests stay
@@ -30,13 +41,20 @@ const (
 	dummyHash = "$2a$04$m6KzamTA3./nmoMiSqsx4e6guXyzit282u48Mm8UYj.dLemZAm3qK"
 )
 
+// Demo API keys: the demo's documented credentials (stored hashed, as a
+// real app would; the keys themselves are published for the demo).
+const (
+	AliceAPIKey = "ak_alice_0f1e2d3c4b5a69788796a5b4"
+	BobAPIKey   = "ak_bob_8a7b6c5d4e3f20112233aabb"
+)
+
 // DemoUsers returns the demo accounts: alice / alice-password (user ID "1",
-// role user, alice@example.com) and bob / bob-password (user ID "2", roles
-// user and admin, bob@example.com).
+// role user, alice@example.com, AliceAPIKey) and bob / bob-password (user
+// ID "2", roles user and admin, bob@example.com, BobAPIKey).
 func DemoUsers() []User {
 	return []User{
-		{ID: "1", Username: "alice", Roles: []string{"user"}, Email: "alice@example.com", PasswordHash: []byte(aliceHash)},
-		{ID: "2", Username: "bob", Roles: []string{"user", "admin"}, Email: "bob@example.com", PasswordHash: []byte(bobHash)},
+		{ID: "1", Username: "alice", Roles: []string{"user"}, Email: "alice@example.com", PasswordHash: []byte(aliceHash), APIKeyHash: HashAPIKey(AliceAPIKey)},
+		{ID: "2", Username: "bob", Roles: []string{"user", "admin"}, Email: "bob@example.com", PasswordHash: []byte(bobHash), APIKeyHash: HashAPIKey(BobAPIKey)},
 	}
 }
 
@@ -81,6 +99,19 @@ func newUserDirectory(users []User) (userDirectory, error) {
 func (d userDirectory) byEmail(email string) (User, bool) {
 	for _, u := range d.list {
 		if u.Email != "" && strings.EqualFold(u.Email, email) {
+			u.Roles = slices.Clone(u.Roles)
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// byAPIKey returns the user whose API key is key, comparing hashes in
+// constant time.
+func (d userDirectory) byAPIKey(key string) (User, bool) {
+	h := HashAPIKey(key)
+	for _, u := range d.list {
+		if len(u.APIKeyHash) > 0 && subtle.ConstantTimeCompare(u.APIKeyHash, h) == 1 {
 			u.Roles = slices.Clone(u.Roles)
 			return u, true
 		}

@@ -22,6 +22,12 @@ var (
 	descRetired = prometheus.NewDesc("sessionbridge_retired_total",
 		"Converted legacy sessions deleted from the store (Config.RetireSessions), by route.",
 		[]string{"route"}, nil)
+	descGuests = prometheus.NewDesc("sessionbridge_guest_sessions_total",
+		"Live legacy sessions that named no user under the claims mapping, by route.",
+		[]string{"route"}, nil)
+	descHandlerReads = prometheus.NewDesc("sessionbridge_handler_session_reads_total",
+		"Session reads made by the route's handlers through the store the bridge wraps, by route.",
+		[]string{"route"}, nil)
 	descRejections = prometheus.NewDesc("sessionbridge_rejections_total",
 		"Refused credentials by route and reason.",
 		[]string{"route", "reason"}, nil)
@@ -38,8 +44,10 @@ var (
 
 // NewCollector returns a Prometheus collector that reads b's counters at
 // scrape time: sessionbridge_requests_total{route,mode,source},
-// sessionbridge_conversions_total{route}, sessionbridge_retired_total{route}
-// and sessionbridge_rejections_total{route,reason}; with f, which may be
+// sessionbridge_conversions_total{route}, sessionbridge_retired_total{route},
+// sessionbridge_guest_sessions_total{route},
+// sessionbridge_handler_session_reads_total{route} and
+// sessionbridge_rejections_total{route,reason}; with f, which may be
 // nil, also the health of the fleet's counter flush
 // (sessionbridge_flushed_requests_total, sessionbridge_flush_errors_total,
 // sessionbridge_flush_pending_requests,
@@ -57,6 +65,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRequests
 	ch <- descConversions
 	ch <- descRetired
+	ch <- descGuests
+	ch <- descHandlerReads
 	ch <- descRejections
 	if c.f != nil {
 		ch <- descFlushed
@@ -79,8 +89,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if rc.Conversions > 0 {
 			ch <- prometheus.MustNewConstMetric(descConversions, prometheus.CounterValue, float64(rc.Conversions), rc.Route)
 		}
-		if rc.Retired > 0 {
-			ch <- prometheus.MustNewConstMetric(descRetired, prometheus.CounterValue, float64(rc.Retired), rc.Route)
+		for d, n := range map[*prometheus.Desc]uint64{descRetired: rc.Retired, descGuests: rc.Guests, descHandlerReads: rc.HandlerReads} {
+			if n > 0 {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n), rc.Route)
+			}
 		}
 		for r, n := range rc.Rejections.All() {
 			ch <- prometheus.MustNewConstMetric(descRejections, prometheus.CounterValue, float64(n), rc.Route, r.String())

@@ -303,7 +303,8 @@ func TestPrometheusWithoutFleet(t *testing.T) {
 		}
 	}
 	wantDescribed := []string{
-		"sessionbridge_conversions_total", "sessionbridge_rejections_total",
+		"sessionbridge_conversions_total", "sessionbridge_guest_sessions_total",
+		"sessionbridge_handler_session_reads_total", "sessionbridge_rejections_total",
 		"sessionbridge_requests_total", "sessionbridge_retired_total",
 	}
 	if d := described(c); strings.Join(d, " ") != strings.Join(wantDescribed, " ") {

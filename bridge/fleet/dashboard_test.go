@@ -180,7 +180,7 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/api/orders", 200, bridgetest.Bearer(mint("1")))
 	get("/api/orders", 200, bridgetest.Bearer(mint("2")))
 	get("/api/orders", 401, nil, session)
-	get("/api/orders", 401, bridgetest.Bearer("not-a-token"))
+	get("/api/orders", 401, bridgetest.Bearer("not.a.token"))
 	get("/api/orders/7", 200, bridgetest.Bearer(mint("1")))
 	get("/api/orders/8", 200, bridgetest.Bearer(mint("2")))
 	flush()

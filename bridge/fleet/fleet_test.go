@@ -76,7 +76,7 @@ func ftNewNode(t testing.TB, rdb redis.UniversalClient, key *bridgetest.Key, fc 
 type ftCounts = map[string]uint64
 
 // ftAddCounts adds one route's counters to m.
-func ftAddCounts(m ftCounts, route string, sources bridge.SourceCounts, converted, retired uint64, rejections bridge.ReasonCounts) {
+func ftAddCounts(m ftCounts, route string, sources bridge.SourceCounts, converted, retired, guests, reads uint64, rejections bridge.ReasonCounts) {
 	for s, n := range sources.All() {
 		if n > 0 {
 			m[route+" "+s.String()] += n
@@ -87,6 +87,12 @@ func ftAddCounts(m ftCounts, route string, sources bridge.SourceCounts, converte
 	}
 	if retired > 0 {
 		m[route+" retired"] += retired
+	}
+	if guests > 0 {
+		m[route+" guests"] += guests
+	}
+	if reads > 0 {
+		m[route+" handler_reads"] += reads
 	}
 	for r, n := range rejections.All() {
 		if n > 0 {
@@ -100,7 +106,7 @@ func ftSnapshotCounts(bs ...*bridge.Bridge) ftCounts {
 	m := ftCounts{}
 	for _, b := range bs {
 		for _, rc := range b.Snapshot() {
-			ftAddCounts(m, rc.Route, rc.Requests(), rc.Conversions, rc.Retired, rc.Rejections)
+			ftAddCounts(m, rc.Route, rc.Requests(), rc.Conversions, rc.Retired, rc.Guests, rc.HandlerReads, rc.Rejections)
 		}
 	}
 	return m
@@ -110,7 +116,7 @@ func ftSnapshotCounts(bs ...*bridge.Bridge) ftCounts {
 func ftReportCounts(rep *Report) ftCounts {
 	m := ftCounts{}
 	for _, r := range rep.Routes {
-		ftAddCounts(m, r.Route, r.Counts, r.Converted, r.Retired, r.Rejections)
+		ftAddCounts(m, r.Route, r.Counts, r.Converted, r.Retired, r.GuestSessions, r.HandlerSessionReads, r.Rejections)
 	}
 	return m
 }

@@ -35,6 +35,8 @@ const (
 	fieldRequest   = "q" // q\troute\tmode\tsource
 	fieldConverted = "c" // c\troute
 	fieldRetired   = "t" // t\troute
+	fieldGuests    = "g" // g\troute
+	fieldReads     = "h" // h\troute (handler session reads)
 	fieldRejection = "r" // r\troute\treason
 	fieldSep       = "\t"
 )
@@ -173,6 +175,8 @@ func counts(snap []bridge.RouteCounts, fn func(k countKey, v uint64)) {
 		}
 		fn(countKey{field: fieldConverted[0], route: rc.Route}, rc.Conversions)
 		fn(countKey{field: fieldRetired[0], route: rc.Route}, rc.Retired)
+		fn(countKey{field: fieldGuests[0], route: rc.Route}, rc.Guests)
+		fn(countKey{field: fieldReads[0], route: rc.Route}, rc.HandlerReads)
 		for r, n := range rc.Rejections.All() {
 			fn(countKey{field: fieldRejection[0], route: rc.Route, reason: r}, n)
 		}

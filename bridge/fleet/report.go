@@ -67,6 +67,13 @@ type RouteReport struct {
 	Converted    uint64              `json:"converted"`
 	Retired      uint64              `json:"retired,omitempty"`
 	SessionShare float64             `json:"session_share"`
+	// GuestSessions counts live sessions that named no user (a guest, or
+	// a claims mapping that misses the app's user key).
+	GuestSessions uint64 `json:"guest_sessions"`
+	// HandlerSessionReads counts the session reads of the route's
+	// handlers through bridge.Bridge.WrapStore's store: what still needs
+	// the session, whatever credential came.
+	HandlerSessionReads uint64 `json:"handler_session_reads"`
 	// Rejections counts refused credentials by reason (only the reasons
 	// seen).
 	Rejections bridge.ReasonCounts `json:"rejections"`
@@ -172,6 +179,10 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 				route(parts[1]).Converted += n
 			case parts[0] == fieldRetired && len(parts) == 2:
 				route(parts[1]).Retired += n
+			case parts[0] == fieldGuests && len(parts) == 2:
+				route(parts[1]).GuestSessions += n
+			case parts[0] == fieldReads && len(parts) == 2:
+				route(parts[1]).HandlerSessionReads += n
 			case parts[0] == fieldRejection && len(parts) == 3:
 				if reason, ok := bridge.ParseReason(parts[2]); ok {
 					route(parts[1]).Rejections.Add(reason, n)

@@ -95,7 +95,7 @@ func ftKeyOrder(t testing.TB, data []byte) []string {
 
 // ftTotalsKeys are the keys of the report's totals (plus "retired" when
 // sessions were retired).
-var ftTotalsKeys = []string{"session", "jwt_cookie", "jwt_bearer", "anonymous", "rejected", "converted"}
+var ftTotalsKeys = []string{"session", "jwt_cookie", "jwt_bearer", "app", "anonymous", "rejected", "converted"}
 
 // TestReportJSONSchema: the report served by ReportHandler has exactly the
 // documented fields, its counts are what was served, totals sum the
@@ -140,7 +140,7 @@ func TestReportJSONSchema(t *testing.T) {
 		t.Errorf("totals keys in the order %v, want %v", got, ftTotalsKeys)
 	}
 	for _, r := range parts.Routes {
-		if got, want := ftKeyOrder(t, r.Counts), ftTotalsKeys[:5]; strings.Join(got, ",") != strings.Join(want, ",") {
+		if got, want := ftKeyOrder(t, r.Counts), ftTotalsKeys[:6]; strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("route counts keys in the order %v, want %v", got, want)
 		}
 	}
@@ -159,8 +159,8 @@ func TestReportJSONSchema(t *testing.T) {
 	}
 	want := tr.Tally.Want()
 	for i, r := range routes {
-		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "rejections")
-		ftSameKeys(t, r.(map[string]any)["counts"], "routes[i].counts", "session", "jwt_cookie", "jwt_bearer", "anonymous", "rejected")
+		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "guest_sessions", "handler_session_reads", "rejections")
+		ftSameKeys(t, r.(map[string]any)["counts"], "routes[i].counts", ftTotalsKeys[:6]...)
 		name := r.(map[string]any)["route"].(string)
 		if strings.Contains(name, "/42") {
 			t.Errorf("routes[%d] is a raw path %q, not a template", i, name)

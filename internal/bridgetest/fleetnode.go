@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
@@ -41,13 +42,15 @@ type Node struct {
 
 // NewNode builds an instance on rdb; Sessions is StoreSource(Store) and
 // Routes is Routes unless mod (which may also set a Fleet and a signing
-// key) changes them.
+// key) changes them. The handler of /legacy/app reads the session through
+// B.WrapStore(Store), as an app that wrapped its store does.
 func NewNode(t testing.TB, rdb redis.UniversalClient, mod func(*bridge.Config)) *Node {
 	t.Helper()
 	nd := &Node{RDB: rdb, Calls: new(RequestCalls)}
 	rdb.AddHook(nd.Calls)
 	nd.Store = NewStore(t, rdb, nil)
-	router := NewRouter(nd.Store)
+	handlers := &laterStore{Store: nd.Store}
+	router := NewRouter(handlers)
 	nd.B, nd.Key, nd.Logs = NewBridge(t, func(c *bridge.Config) {
 		c.Sessions = bridge.StoreSource(nd.Store, SessionName)
 		c.Routes = Routes
@@ -57,11 +60,16 @@ func NewNode(t testing.TB, rdb redis.UniversalClient, mod func(*bridge.Config)) 
 		}
 	})
 	router.Use(nd.B.Middleware)
+	handlers.Store = nd.B.WrapStore(nd.Store)
 	nd.TS = httptest.NewServer(MarkRequests(router))
 	t.Cleanup(nd.TS.Close)
 	nd.C = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return nd
 }
+
+// laterStore is the store the router's handlers use, set once the
+// Bridge that wraps it exists (before the server starts).
+type laterStore struct{ sessions.Store }
 
 // URL returns the test server's URL for path.
 func (nd *Node) URL(path string) string { return nd.TS.URL + path }

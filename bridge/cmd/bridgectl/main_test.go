@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -76,8 +77,12 @@ func newFleetEnv(t *testing.T, mod func(*fleet.Config)) *fleetEnv {
 		t.Fatalf("GenerateKey: %v", err)
 	}
 	store := sessions.NewCookieStore(hashKey)
+	var wrapped sessions.Store // the app's handlers' store, once b exists
 	r := mux.NewRouter()
 	ok := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/profile" {
+			_, _ = wrapped.Get(r, sessionName) // a legacy page reads the session
+		}
 		src := "none"
 		if id, ok := bridge.IdentityFrom(r.Context()); ok {
 			src = id.Source().String()
@@ -102,6 +107,7 @@ func newFleetEnv(t *testing.T, mod func(*fleet.Config)) *fleetEnv {
 		t.Fatalf("bridge.New: %v", err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
+	wrapped = b.WrapStore(store)
 	r.Use(b.Middleware)
 	ts := httptest.NewServer(r)
 	t.Cleanup(ts.Close)
@@ -112,15 +118,26 @@ func newFleetEnv(t *testing.T, mod func(*fleet.Config)) *fleetEnv {
 // legacy app would set it.
 func (e *fleetEnv) sessionCookie(t *testing.T) *http.Cookie {
 	t.Helper()
+	return e.savedCookie(t, map[any]any{"user_id": "1", "username": "alice", "roles": []string{"user"}})
+}
+
+// guestCookie returns the legacy cookie of a session with no user (a
+// guest's cart).
+func (e *fleetEnv) guestCookie(t *testing.T) *http.Cookie {
+	t.Helper()
+	return e.savedCookie(t, map[any]any{"cart": []string{"tea"}})
+}
+
+// savedCookie saves a new session holding values and returns its cookie.
+func (e *fleetEnv) savedCookie(t *testing.T, values map[any]any) *http.Cookie {
+	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/login", nil)
 	rec := httptest.NewRecorder()
 	s, err := e.store.New(req, sessionName)
 	if err != nil {
 		t.Fatalf("store.New: %v", err)
 	}
-	s.Values["user_id"] = "1"
-	s.Values["username"] = "alice"
-	s.Values["roles"] = []string{"user"}
+	maps.Copy(s.Values, values)
 	if err := s.Save(req, rec); err != nil {
 		t.Fatalf("session Save: %v", err)
 	}
@@ -187,14 +204,16 @@ func (e *fleetEnv) sendTraffic(t *testing.T) string {
 	e.wantStatus(t, http.StatusOK, "/api/me", "", jwtCookie)                      // jwt_cookie
 	e.wantStatus(t, http.StatusOK, "/api/me", "Bearer "+tok)                      // jwt_bearer
 	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "")                       // anonymous
-	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "Bearer not-a-token")     // rejected
+	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "Bearer not.a.token")     // rejected
 	e.wantStatus(t, http.StatusOK, "/api/orders", "Bearer "+tok)                  // jwt_bearer
 	e.wantStatus(t, http.StatusOK, "/api/orders/7", "Bearer "+tok)                // jwt_bearer
 	e.wantStatus(t, http.StatusOK, "/api/orders/8", "", jwtCookie)                // jwt_cookie
 	e.wantStatus(t, http.StatusOK, "/profile", "")                                // anonymous
 	e.wantStatus(t, http.StatusOK, "/profile", "", sess)                          // session
 	e.wantStatus(t, http.StatusOK, "/profile", "", sess)                          // session
-	e.wantStatus(t, http.StatusUnauthorized, "/api/orders", "Bearer not-a-token") // rejected
+	e.wantStatus(t, http.StatusUnauthorized, "/api/orders", "Bearer not.a.token") // rejected
+	e.wantStatus(t, http.StatusOK, "/api/orders", "Bearer ak_0123456789abcdef")   // app: the app's API key
+	e.wantStatus(t, http.StatusOK, "/profile", "", e.guestCookie(t))              // anonymous, a guest session
 	return tok
 }
 
@@ -249,13 +268,13 @@ func TestReport(t *testing.T) {
 				bridge.SourceSession: 1, bridge.SourceJWTCookie: 1, bridge.SourceJWTBearer: 1, bridge.SourceAnonymous: 1, bridge.SourceRejected: 1,
 			}), 1, 1.0 / 3, reasonCounts(map[bridge.Reason]uint64{bridge.ReasonBearerInvalid: 1, bridge.ReasonNoCredentials: 1})},
 			"/api/orders": {"jwt", sourceCounts(map[bridge.Source]uint64{
-				bridge.SourceJWTBearer: 1, bridge.SourceRejected: 1,
+				bridge.SourceJWTBearer: 1, bridge.SourceRejected: 1, bridge.SourceApp: 1,
 			}), 0, 0, reasonCounts(map[bridge.Reason]uint64{bridge.ReasonBearerInvalid: 1})},
 			"/api/orders/{id}": {"dual", sourceCounts(map[bridge.Source]uint64{
 				bridge.SourceJWTBearer: 1, bridge.SourceJWTCookie: 1,
 			}), 0, 0, bridge.ReasonCounts{}},
 			"/profile": {"legacy", sourceCounts(map[bridge.Source]uint64{
-				bridge.SourceSession: 2, bridge.SourceAnonymous: 1,
+				bridge.SourceSession: 2, bridge.SourceAnonymous: 2,
 			}), 0, 1, bridge.ReasonCounts{}},
 		}
 		got := map[string]line{}
@@ -291,12 +310,12 @@ func TestReport(t *testing.T) {
 				t.Errorf("route /api/me: JSON rejections got %v, want bearer_invalid 1, no_credentials 1", *r.Rejections)
 			}
 		}
-		wantTotals := map[string]uint64{"session": 3, "jwt_cookie": 2, "jwt_bearer": 3, "anonymous": 2, "rejected": 2, "converted": 1}
+		wantTotals := map[string]uint64{"session": 3, "jwt_cookie": 2, "jwt_bearer": 3, "app": 1, "anonymous": 3, "rejected": 2, "converted": 1}
 		if !reflect.DeepEqual(raw.Totals, wantTotals) {
 			t.Errorf("totals: got %v, want %v", raw.Totals, wantTotals)
 		}
 		if got, want := rep.Totals.SourceCounts, sourceCounts(map[bridge.Source]uint64{
-			bridge.SourceSession: 3, bridge.SourceJWTCookie: 2, bridge.SourceJWTBearer: 3, bridge.SourceAnonymous: 2, bridge.SourceRejected: 2,
+			bridge.SourceSession: 3, bridge.SourceJWTCookie: 2, bridge.SourceJWTBearer: 3, bridge.SourceApp: 1, bridge.SourceAnonymous: 3, bridge.SourceRejected: 2,
 		}); got != want {
 			t.Errorf("totals: got %+v, want %+v", got, want)
 		}
@@ -329,12 +348,12 @@ func TestReport(t *testing.T) {
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
 		t.Logf("report:\n%s", out)
 		wantRows := map[string][]string{
-			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY", "TOP_REJECTIONS"},
-			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-", "bearer_invalid 1, no_credentials 1"},
-			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-", "bearer_invalid 1"},
-			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready", "-"},
-			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-", "-"},
-			"TOTAL":            {"3", "2", "3", "2", "2", "1", "37.5%"},
+			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "APP", "ANON", "REJECTED", "CONVERTED", "GUESTS", "HANDLER_READS", "SESSION_SHARE", "READY", "TOP_REJECTIONS"},
+			"/api/me":          {"dual", "1", "1", "1", "0", "1", "1", "1", "0", "0", "33.3%", "-", "bearer_invalid 1, no_credentials 1"},
+			"/api/orders":      {"jwt", "0", "0", "1", "1", "0", "1", "0", "0", "0", "0.0%", "-", "bearer_invalid 1"},
+			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0", "0", "0", "0.0%", "ready", "-"},
+			"/profile":         {"legacy", "2", "0", "0", "0", "2", "0", "0", "1", "4", "100.0%", "-", "-"},
+			"TOTAL":            {"3", "2", "3", "1", "3", "2", "1", "1", "4", "37.5%"},
 		}
 		rows := tableRows(out)
 		for route, want := range wantRows {

@@ -133,15 +133,19 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 // sessions.
 func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY\tTOP_REJECTIONS")
+	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tAPP\tANON\tREJECTED\tCONVERTED\tGUESTS\tHANDLER_READS\tSESSION_SHARE\tREADY\tTOP_REJECTIONS")
 	for _, r := range rep.Routes {
 		ready := "-"
 		if r.ReadyToSwitch {
 			ready = "ready"
 		}
-		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready, topReasons(r.Rejections))
+		row(tw, r.Route, r.Mode, r.Counts, [3]uint64{r.Converted, r.GuestSessions, r.HandlerSessionReads}, ready, topReasons(r.Rejections))
 	}
-	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted, "", "")
+	var guests, reads uint64
+	for _, r := range rep.Routes {
+		guests, reads = guests+r.GuestSessions, reads+r.HandlerSessionReads
+	}
+	row(tw, "TOTAL", "", rep.Totals.SourceCounts, [3]uint64{rep.Totals.Converted, guests, reads}, "", "")
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -152,13 +156,14 @@ func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 
 // row writes one line of the table; an empty ready ends the line at
 // SESSION_SHARE, unpadded (the TOTAL line).
-func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, ready, rejections string) {
+// The other counts are converted, guest sessions and handler reads.
+func row(tw io.Writer, route, mode string, c bridge.SourceCounts, other [3]uint64, ready, rejections string) {
 	if ready != "" {
 		ready = "\t" + ready + "\t" + rejections
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
-		route, mode, c.Of(bridge.SourceSession), c.Of(bridge.SourceJWTCookie), c.Of(bridge.SourceJWTBearer),
-		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), converted, share(c), ready)
+	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
+		route, mode, c.Of(bridge.SourceSession), c.Of(bridge.SourceJWTCookie), c.Of(bridge.SourceJWTBearer), c.Of(bridge.SourceApp),
+		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), other[0], other[1], other[2], share(c), ready)
 }
 
 // share is the session share as a percentage, "-" when no request was

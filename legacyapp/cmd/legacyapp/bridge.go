@@ -169,6 +169,11 @@ func bridgeConfig(getenv func(string) string, addr string, hashKey []byte, logge
 func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, newApp func(legacyapp.Config) (*legacyapp.App, error), appCfg legacyapp.Config) (*bridge.Bridge, *fleet.Fleet, *mux.Router, error) {
 	cfg := d.bridge
 	cfg.Sessions = bridge.StoreSource(store, appCfg.SessionName)
+	// The app's handlers get the store the bridge watches (b.WrapStore,
+	// set below once b exists): their session reads are counted per
+	// route, and the app's own logout ends the tokens.
+	handlers := &laterStore{Store: store}
+	appCfg.Store = handlers
 	var app *legacyapp.App
 	appCfg.CurrentUser = func(r *http.Request) (legacyapp.Principal, error) {
 		id, ok := bridge.IdentityFrom(r.Context())
@@ -209,6 +214,7 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	if err := b.SetRolloutPercent(d.rollout); err != nil {
 		return nil, nil, nil, err
 	}
+	handlers.Store = b.WrapStore(store)
 	r.Handle("/.well-known/jwks.json", b.JWKSHandler()).Methods(http.MethodGet, http.MethodHead).Name("jwks")
 	r.Handle("/auth/cookie", b.CookieExchangeHandler()).Name("auth_cookie")
 	// The migration views and metrics are operators' pages: the demo
@@ -248,6 +254,12 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	r.Use(b.Middleware)
 	return b, f, r, nil
 }
+
+// laterStore is a sessions.Store set after the app is built: the store
+// the bridge wraps, which needs the bridge, which needs the app's router.
+// (An app whose handlers read a package-level store variable writes
+// store = b.WrapStore(store) instead.)
+type laterStore struct{ sessions.Store }
 
 // linkByVerifiedEmail links an IdP identity to the local user with its
 // email, when the IdP says the email is verified.
