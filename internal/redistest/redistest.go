@@ -225,20 +225,30 @@ func (s *Server) Restart() {
 // "get") since start or the last CONFIG RESETSTAT, from INFO commandstats.
 func (s *Server) CommandCalls(cmd string) int64 {
 	s.tb.Helper()
+	return s.CommandCallsOf(cmd)[0]
+}
+
+// CommandCallsOf is CommandCalls of each of cmds, read from one INFO, so
+// that their differences are consistent (a command running between two
+// reads would otherwise count in one and not the other).
+func (s *Server) CommandCallsOf(cmds ...string) []int64 {
+	s.tb.Helper()
 	c := redis.NewClient(s.Options())
 	defer c.Close()
 	info, err := c.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		s.tb.Fatalf("redistest: INFO commandstats: %v", err)
 	}
-	prefix := "cmdstat_" + strings.ToLower(cmd) + ":calls="
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
-			n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-			return n
+	out := make([]int64, len(cmds))
+	for i, cmd := range cmds {
+		prefix := "cmdstat_" + strings.ToLower(cmd) + ":calls="
+		for _, line := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+				out[i], _ = strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+			}
 		}
 	}
-	return 0
+	return out
 }
 
 // Blackhole starts a TCP listener on loopback that accepts connections and

@@ -79,7 +79,8 @@ func TestRehearsal(t *testing.T) {
 		}
 		// Session reads are the GETs outside the counter flush, whose
 		// script reads its sequence key with one GET per EVAL.
-		gets := srv.CommandCalls("get") - srv.CommandCalls("eval")
+		calls := srv.CommandCallsOf("get", "eval")
+		gets := calls[0] - calls[1]
 		stop()
 		for r, n := range tally.Routes {
 			sent[r] += n
