@@ -257,3 +257,29 @@ func TestSubjectLogoutsFold(t *testing.T) {
 		t.Errorf("the subject's token minted after the logouts: %v", err)
 	}
 }
+
+// TestLogoutThroughAnyStore: Logout succeeds through every kind of
+// gorilla store (204, never 503): both cookies cleared, the session's
+// tokens refused, the session deleted by ID or through a Save with MaxAge
+// -1 (rbcervilla/redisstore, which cannot delete by ID), and on a cookie
+// store, which keeps nothing to delete, the replayed cookie refused and
+// never converted.
+func TestLogoutThroughAnyStore(t *testing.T) {
+	srv := redistest.New(t)
+	for _, st := range sStores(t, srv.Client()) {
+		t.Run(st.name, func(t *testing.T) {
+			a := bridgetest.NewLogoutApp(t, st.store, nil)
+			sess, id := bridgetest.SaveSession(t, st.store, bridgetest.User("1"))
+			key := "no such key"
+			if st.key != nil {
+				key = st.key(id)
+			} else {
+				id = sess.Value // a cookie store: the cookie is the session
+			}
+			toks := bridgetest.NewLogoutTokens(t, a, a.Key, sess, bridge.SIDOf(a.B, id), bridge.SIDOf(a.B, "bob-session"))
+			toks.LogOut(t, a, sess, srv.Client(), key)
+			a.CheckLoggedOutSession(t, "replayed", sess)
+			bridgetest.CheckNoSecrets(t, a.Logs.String(), id, sess.Value, toks.Converted, toks.API)
+		})
+	}
+}

@@ -17,17 +17,21 @@ type Session struct {
 	ID     string
 	Values map[any]any
 	TTL    time.Duration // remaining life in the store; 0 when the source cannot tell
+
+	// gorilla is the session StoreSource loaded, and req the request it
+	// loaded it for: what a store that cannot delete by ID saves with
+	// MaxAge -1 to delete it.
+	gorilla *sessions.Session
+	req     *http.Request
 }
 
 // SessionSource reads the legacy session of a request without saving or
-// extending it. Load returns an error wrapping ErrNoSession when the
-// request has no session cookie, ErrSessionInvalid when the cookie fails
-// verification, ErrSessionNotFound when it names no live session,
-// ErrStoreUnavailable when the store cannot answer in time, and
-// ErrSessionUndecodable when the stored values cannot be decoded. The
-// bridge refuses a cookie over 4096 bytes before calling Load.
-// StoreSource wraps the app's gorilla store; bridge/redisstore has
-// read-only sources for the Redis formats monoliths already have.
+// extending it. Load's error wraps ErrNoSession (no cookie),
+// ErrSessionInvalid (the cookie fails verification), ErrSessionNotFound
+// (no live session), ErrStoreUnavailable (no answer in time) or
+// ErrSessionUndecodable (values that cannot be decoded); a cookie over
+// 4096 bytes is refused before Load. StoreSource wraps the app's gorilla
+// store; bridge/redisstore has read-only sources for Redis formats.
 type SessionSource interface {
 	CookieName() string
 	Load(r *http.Request) (*Session, error)
@@ -36,17 +40,16 @@ type SessionSource interface {
 }
 
 // StoreSource reads sessions through the app's own gorilla sessions.Store
-// and session name, so that any store works and a legacy handler later in
-// the same request reuses the session gorilla already loaded (store.Get
-// caches it in the request's registry): one Redis read per request.
+// and session name: any store works, and a legacy handler later in the
+// same request reuses the session store.Get cached (one Redis read).
+// Delete uses the store's Delete(ctx, id) where it has one, else a Save
+// with MaxAge -1, the way every gorilla store deletes.
 //
-// A token minted from a session never outlives it when the store can tell
-// its remaining life: a store with a method TTL(ctx, id) (time.Duration,
-// error), such as bridge/redisstore's, is asked once per conversion (0:
-// gone; negative: no expiry). With
-// any other store (sessions.CookieStore, say) tokens last
-// Config.TokenTTL, and the sliding re-mint checks that the session still
-// exists.
+// Tokens never outlive the session where the store has a method TTL(ctx,
+// id) (time.Duration, error), as bridge/redisstore's: it is asked once per
+// conversion (0: gone; negative: no expiry). With another store
+// (sessions.CookieStore, say) they last Config.TokenTTL, and the sliding
+// re-mint checks that the session still exists.
 func StoreSource(store sessions.Store, name string) SessionSource {
 	return &storeSource{store: store, name: name}
 }
@@ -86,24 +89,49 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 		// cookie itself identifies the session; it is only ever hashed.
 		id = c.Value
 	}
-	return &Session{ID: id, Values: sess.Values}, nil
+	return &Session{ID: id, Values: sess.Values, gorilla: sess, req: r}, nil
 }
 
-// Delete deletes the session where the store can delete by ID (a method
-// Delete(ctx, id) error, as bridge/redisstore's has). Another store (a
-// cookie store) keeps nothing the bridge could delete: expiring the
-// cookie, which Logout does, ends such a session, and its sid's
-// revocation refuses a replayed copy.
+// Delete deletes the session through the store's own delete by ID where
+// it has one (a method Delete(ctx, id) error, as bridge/redisstore's
+// has), else the way every gorilla store deletes: a Save with MaxAge -1
+// of the session Load read (rbcervilla/redisstore deletes its key; a
+// cookie store keeps nothing server-side, and its sid's revocation
+// refuses a replayed copy). The expired cookie that Save writes is
+// discarded: Delete has no response, and the bridge expires the cookie
+// itself wherever it deletes (Logout, retirement, a logged-out session).
 func (s *storeSource) Delete(ctx context.Context, sess *Session) error {
+	var err error
 	if d, ok := s.store.(interface {
 		Delete(context.Context, string) error
 	}); ok {
-		if err := d.Delete(ctx, sess.ID); err != nil {
-			return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+		err = d.Delete(ctx, sess.ID)
+	} else {
+		if sess.gorilla == nil || sess.req == nil {
+			return fmt.Errorf("bridge: %T cannot delete a session by ID, and StoreSource did not load this one", s.store)
 		}
+		gone := *sess.gorilla // the registry's copy keeps its options for a legacy handler
+		opts := sessions.Options{}
+		if sess.gorilla.Options != nil {
+			opts = *sess.gorilla.Options
+		}
+		opts.MaxAge = -1
+		gone.Options, gone.Values = &opts, map[any]any{}
+		err = s.store.Save(sess.req.WithContext(ctx), discard{}, &gone)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
 	}
 	return nil
 }
+
+// discard is the response a store's Save writes to when StoreSource
+// deletes through it: the cookie it sets is dropped.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 // forget empties the session the request's registry keeps (store.Get's
 // cache), so that a legacy handler later in the same request reads a new,

@@ -1,12 +1,17 @@
 package bridge_test
 
 import (
+	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/sessions"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
@@ -239,4 +244,76 @@ func TestMintFor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sStore is a gorilla store that StoreSource must delete through: by ID
+// (redisstore.Store), by a Save with MaxAge -1 (rbcervilla/redisstore,
+// which has no delete by ID), or not at all server-side (a cookie store:
+// key is nil).
+type sStore struct {
+	name  string
+	key   func(id string) string // the session's Redis key; nil: none
+	store sessions.Store
+}
+
+// sStores are the stores of the deletion tests, on rdb.
+func sStores(t *testing.T, rdb *redis.Client) []sStore {
+	t.Helper()
+	bojStore := bridgetest.NewStore(t, rdb, nil)
+	return []sStore{
+		{name: "delete by ID", store: bojStore, key: bojStore.Key},
+		{name: "save MaxAge -1", store: &bridgetest.RbcervillaStore{Client: rdb},
+			key: func(id string) string { return bridgetest.RbcervillaPrefix + id }},
+		{name: "cookie store", store: sessions.NewCookieStore(bridgetest.HashKey)},
+	}
+}
+
+// TestStoreSourceDelete: StoreSource deletes through any gorilla store:
+// by ID where the store can, else with a Save of the loaded session with
+// MaxAge -1, which deletes rbcervilla's key and leaves the copy a legacy
+// handler reads in the same request as it was. A cookie store keeps
+// nothing server-side: Delete succeeds and the cookie still loads (the
+// sid's revocation refuses it; TestLogoutThroughAnyStore).
+func TestStoreSourceDelete(t *testing.T) {
+	srv := redistest.New(t)
+	ctx := context.Background()
+	for _, st := range sStores(t, srv.Client()) {
+		t.Run(st.name, func(t *testing.T) {
+			src := bridge.StoreSource(st.store, bridgetest.SessionName)
+			ck, _ := bridgetest.SaveSession(t, st.store, bridgetest.User("1"))
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.AddCookie(ck)
+			sess, err := src.Load(r)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if err := src.Delete(ctx, sess); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if g, _ := st.store.Get(r, bridgetest.SessionName); g.Options.MaxAge <= 0 || g.Values["user_id"] != "1" {
+				t.Errorf("the request's copy after Delete: MaxAge %d, values %v; want it untouched", g.Options.MaxAge, g.Values)
+			}
+			r = httptest.NewRequest(http.MethodGet, "/", nil)
+			r.AddCookie(ck)
+			_, err = src.Load(r)
+			if st.key == nil {
+				if err != nil {
+					t.Errorf("cookie store, Load after Delete: %v, want the cookie to load still", err)
+				}
+				return
+			}
+			if !errors.Is(err, bridge.ErrSessionNotFound) {
+				t.Errorf("Load after Delete: got %v, want ErrSessionNotFound", err)
+			}
+			if n := srv.Client().Exists(ctx, st.key(sess.ID)).Val(); n != 0 {
+				t.Errorf("session key after Delete: got %d, want 0", n)
+			}
+		})
+	}
+	t.Run("not loaded by the source", func(t *testing.T) {
+		src := bridge.StoreSource(&bridgetest.RbcervillaStore{Client: srv.Client()}, bridgetest.SessionName)
+		if err := src.Delete(ctx, &bridge.Session{ID: "x"}); err == nil {
+			t.Error("Delete of a session StoreSource did not load, on a store without delete by ID: got nil, want an error")
+		}
+	})
 }

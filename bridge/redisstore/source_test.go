@@ -24,7 +24,7 @@ import (
 // mSaveRbcervilla saves a session in rbcervilla/redisstore's format.
 func mSaveRbcervilla(t *testing.T, e *bridgetest.Env, values map[any]any, ttl time.Duration) (*http.Cookie, string, string) {
 	t.Helper()
-	ck, id := bridgetest.SaveRbcervillaSession(t, e.RDB, values, ttl)
+	ck, id := bridgetest.SaveRbcervillaSession(t, e.RDB, "", values, ttl)
 	e.Secret(ck.Value, id)
 	return ck, id, "session:" + id
 }
