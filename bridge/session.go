@@ -143,6 +143,41 @@ func (s *storeSource) forget(r *http.Request) {
 	}
 }
 
+// cookieStoreMaxAge is how long securecookie accepts a cookie by default
+// (its timestamp's bound): the life of a cookie store's session whose
+// MaxAge is not set.
+const cookieStoreMaxAge = 30 * 24 * time.Hour
+
+// replayable is how long a copy of a session's cookie may still load once
+// the session is deleted: a store that keeps the session in the cookie
+// itself (sessions.CookieStore, or any store whose session has no ID)
+// cannot delete it, and the cookie loads until its MaxAge has passed; 0
+// for sessions kept server-side. sess is the session logged out, or nil
+// (a logout with a token alone: then only a sessions.CookieStore is
+// known to keep its sessions in cookies).
+func replayable(src SessionSource, sess *Session) time.Duration {
+	s, ok := src.(*storeSource)
+	if !ok {
+		return 0
+	}
+	var opts *sessions.Options
+	switch cs, isCookieStore := s.store.(*sessions.CookieStore); {
+	case sess != nil && sess.gorilla != nil:
+		if sess.gorilla.ID != "" {
+			return 0
+		}
+		opts = sess.gorilla.Options
+	case isCookieStore:
+		opts = cs.Options
+	default:
+		return 0
+	}
+	if opts != nil && opts.MaxAge > 0 {
+		return time.Duration(opts.MaxAge) * time.Second
+	}
+	return cookieStoreMaxAge
+}
+
 // sessionTTL is the remaining life of sess, where its source knows it or
 // its store can tell (one round trip, paid at conversion only); 0 when
 // neither can. An error means the store could not answer: no token is
