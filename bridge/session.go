@@ -9,6 +9,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
+
+	"github.com/sessionbridge/sessionbridge/internal/gobhint"
 )
 
 // Session is a legacy session as read by a SessionSource. ID is the raw
@@ -70,11 +72,20 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 	if err != nil {
 		var scErr securecookie.Error
 		switch {
-		case errors.As(err, &scErr) && scErr.IsDecode():
+		case errors.As(err, &scErr) && scErr.IsDecode() && !gobhint.IsGob(err):
 			return nil, fmt.Errorf("%w: %w", ErrSessionInvalid, err)
 		case errors.Is(err, ErrSessionUndecodable), errors.Is(err, ErrStoreUnavailable):
 			// A store that says which (bridge/redisstore's does).
 			return nil, err
+		case gobhint.IsGob(err):
+			// encoding/gob's error as the store got it (boj/redistore,
+			// rbcervilla/redisstore, a cookie store through securecookie):
+			// values no retry will decode, and for a type the app did not
+			// register, the call it is missing.
+			if name, ok := gobhint.Name(err); ok {
+				return nil, fmt.Errorf("%w: %s: %w", ErrSessionUndecodable, gobhint.Message("decode", name), err)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrSessionUndecodable, err)
 		}
 		// Anything else may be the store failing: never treat it as
 		// "logged out".

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boj/redistore"
+	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
@@ -116,18 +118,66 @@ func TestSessionCookieFaults(t *testing.T) {
 	bridgetest.RunSessionCookieFaults(t, mStoreGob)
 }
 
+// mStoreBoj reads with bridge.StoreSource over github.com/boj/redistore
+// itself, which returns encoding/gob's errors as they are; sessions are
+// saved in its format by a redisstore.Store.
+var mStoreBoj = bridgetest.SourceCase{
+	Name: "store boj/redistore",
+	New: func(t *testing.T, e *bridgetest.Env) (bridge.SessionSource, error) {
+		store, err := redistore.NewRediStoreWithURL(2, e.Srv.URL(), bridgetest.KeyPairs()...)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = store.Close() })
+		return bridge.StoreSource(store, bridgetest.SessionName), nil
+	},
+	Save: bridgetest.SaveWith(nil),
+}
+
 // TestSessionUndecodable: stored values that cannot be decoded answer 500
-// on dual with session_undecodable, and the logs name the missing type:
-// StoreSource passes redisstore.Store's ErrSessionUndecodable as it is.
+// on dual with session_undecodable, and the logs name the missing type
+// and a gob.Register call that compiles (&T{} for a pointer type):
+// StoreSource passes redisstore.Store's ErrSessionUndecodable as it is,
+// and takes a gob error of another store (boj/redistore's own) as the
+// same, never as the store being unavailable.
 func TestSessionUndecodable(t *testing.T) {
+	ghost := func(pointer bool) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1"), pointer) }
+	}
 	bridgetest.RunSessionUndecodable(t,
-		bridgetest.UndecodableCase{Source: mStoreGob,
-			Data:     func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1")) },
-			WantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall}},
 		bridgetest.UndecodableCase{Source: mStoreGob,
 			Data:     func(*testing.T) []byte { return []byte("not gob at all") },
 			WantLogs: []string{"gob decode"}},
 	)
+}
+
+// TestSessionUndecodableCookieStore: a cookie-store cookie that verifies
+// but holds a value of an unregistered type is session_undecodable (500
+// on dual, with the gob.Register call in the logs), not session_invalid:
+// securecookie reports gob's error as a decode error.
+func TestSessionUndecodableCookieStore(t *testing.T) {
+	cs := sessions.NewCookieStore(bridgetest.HashKey)
+	e := bridgetest.NewEnv(t, func(_ *bridgetest.Env, c *bridge.Config) {
+		c.Sessions = bridge.StoreSource(cs, bridgetest.SessionName)
+	})
+	// The cookie a cookie store would write for these bytes of gob.
+	sc := securecookie.New(bridgetest.HashKey, nil).SetSerializer(securecookie.NopEncoder{})
+	v, err := sc.Encode(bridgetest.SessionName, bridgetest.UnregisteredGob(t, bridgetest.User("1"), true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Secret(v)
+	resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, &http.Cookie{Name: bridgetest.SessionName, Value: v})
+	if resp.StatusCode != http.StatusInternalServerError || resp.Reason() != bridge.ReasonSessionUndecodable.String() {
+		t.Errorf("got %d %q, want 500 %s", resp.StatusCode, resp.Reason(), bridge.ReasonSessionUndecodable)
+	}
+	if logs := e.Logs.String(); !strings.Contains(logs, bridgetest.GhostPointerCall) {
+		t.Errorf("logs lack %s:\n%s", bridgetest.GhostPointerCall, logs)
+	}
 }
 
 func TestDefaultClaims(t *testing.T) {

@@ -92,12 +92,16 @@ func TestSessionCookieFaults(t *testing.T) {
 }
 
 // TestSessionUndecodable: stored values that cannot be decoded answer 500
-// on dual with session_undecodable, and the logs name the missing type.
+// on dual with session_undecodable, and the logs name the missing type
+// and the gob.Register call that compiles: &T{} for a pointer type.
 func TestSessionUndecodable(t *testing.T) {
-	ghost := func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1")) }
+	ghost := func(pointer bool) func(t *testing.T) []byte {
+		return func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1"), pointer) }
+	}
 	bridgetest.RunSessionUndecodable(t,
-		bridgetest.UndecodableCase{Source: mBoj, Data: ghost, WantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
-		bridgetest.UndecodableCase{Source: mRbcervilla, Data: ghost, WantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
+		bridgetest.UndecodableCase{Source: mBoj, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
+		bridgetest.UndecodableCase{Source: mBoj, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall, "bridgetest.ghostCartZ"}},
+		bridgetest.UndecodableCase{Source: mRbcervilla, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall}},
 		bridgetest.UndecodableCase{Source: mRedisJSON, Data: func(*testing.T) []byte { return []byte("{not json") },
 			WantLogs: []string{"JSON decode"}},
 	)

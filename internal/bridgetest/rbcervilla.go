@@ -101,4 +101,3 @@ func SaveRbcervillaSession(t testing.TB, c redis.UniversalClient, prefix string,
 	t.Helper()
 	return SaveSession(t, &RbcervillaStore{Client: c, Prefix: prefix, MaxAge: int(ttl / time.Second)}, values)
 }
-
