@@ -310,10 +310,10 @@ type sStore struct {
 func sStores(t *testing.T, rdb *redis.Client) []sStore {
 	t.Helper()
 	bojStore := bridgetest.NewStore(t, rdb, nil)
+	rbStore := &bridgetest.RbcervillaStore{Client: rdb}
 	return []sStore{
 		{name: "delete by ID", store: bojStore, key: bojStore.Key},
-		{name: "save MaxAge -1", store: &bridgetest.RbcervillaStore{Client: rdb},
-			key: func(id string) string { return bridgetest.RbcervillaPrefix + id }},
+		{name: "save MaxAge -1", store: rbStore, key: rbStore.Key},
 		{name: "cookie store", store: sessions.NewCookieStore(bridgetest.HashKey)},
 	}
 }

@@ -15,9 +15,6 @@ import (
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 )
 
-// RbcervillaPrefix is rbcervilla/redisstore's default key prefix.
-const RbcervillaPrefix = "session:"
-
 // RbcervillaStore is a gorilla sessions.Store that behaves as
 // github.com/rbcervilla/redisstore does, on go-redis v9: the cookie holds
 // the raw session ID, the key Prefix+ID holds gob of the values, and a
@@ -26,13 +23,14 @@ const RbcervillaPrefix = "session:"
 // through Save.
 type RbcervillaStore struct {
 	Client redis.UniversalClient
-	Prefix string // "" is RbcervillaPrefix
+	Prefix string // "" is redisstore.RbcervillaKeyPrefix
 	MaxAge int    // seconds; 0 is 30 days
 }
 
-func (s *RbcervillaStore) key(id string) string {
+// Key returns the Redis key of the session with the given ID.
+func (s *RbcervillaStore) Key(id string) string {
 	if s.Prefix == "" {
-		return RbcervillaPrefix + id
+		return redisstore.RbcervillaKeyPrefix + id
 	}
 	return s.Prefix + id
 }
@@ -56,7 +54,7 @@ func (s *RbcervillaStore) New(r *http.Request, name string) (*sessions.Session, 
 		return sess, nil
 	}
 	sess.ID = c.Value
-	b, err := s.Client.Get(r.Context(), s.key(sess.ID)).Bytes()
+	b, err := s.Client.Get(r.Context(), s.Key(sess.ID)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return sess, nil
@@ -73,7 +71,7 @@ func (s *RbcervillaStore) New(r *http.Request, name string) (*sessions.Session, 
 // Save writes the session, or deletes it when its MaxAge is 0 or less.
 func (s *RbcervillaStore) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
 	if sess.Options.MaxAge <= 0 {
-		if err := s.Client.Del(r.Context(), s.key(sess.ID)).Err(); err != nil {
+		if err := s.Client.Del(r.Context(), s.Key(sess.ID)).Err(); err != nil {
 			return err
 		}
 		http.SetCookie(w, sessions.NewCookie(sess.Name(), "", sess.Options))
@@ -87,7 +85,7 @@ func (s *RbcervillaStore) Save(r *http.Request, w http.ResponseWriter, sess *ses
 		return err
 	}
 	ttl := time.Duration(sess.Options.MaxAge) * time.Second
-	if err := s.Client.Set(r.Context(), s.key(sess.ID), buf.Bytes(), ttl).Err(); err != nil {
+	if err := s.Client.Set(r.Context(), s.Key(sess.ID), buf.Bytes(), ttl).Err(); err != nil {
 		return err
 	}
 	http.SetCookie(w, sessions.NewCookie(sess.Name(), sess.ID, sess.Options))
@@ -95,7 +93,7 @@ func (s *RbcervillaStore) Save(r *http.Request, w http.ResponseWriter, sess *ses
 }
 
 // SaveRbcervillaSession saves values as a session living ttl in
-// rbcervilla/redisstore's format under prefix ("" is RbcervillaPrefix)
+// rbcervilla/redisstore's format under prefix ("" is redisstore.RbcervillaKeyPrefix)
 // and returns its cookie and ID.
 func SaveRbcervillaSession(t testing.TB, c redis.UniversalClient, prefix string, values map[any]any, ttl time.Duration) (*http.Cookie, string) {
 	t.Helper()
