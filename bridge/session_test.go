@@ -141,14 +141,11 @@ var mStoreBoj = bridgetest.SourceCase{
 // and takes a gob error of another store (boj/redistore's own) as the
 // same, never as the store being unavailable.
 func TestSessionUndecodable(t *testing.T) {
-	ghost := func(pointer bool) func(t *testing.T) []byte {
-		return func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1"), pointer) }
-	}
 	bridgetest.RunSessionUndecodable(t,
-		bridgetest.UndecodableCase{Source: mStoreGob, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
-		bridgetest.UndecodableCase{Source: mStoreGob, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall}},
-		bridgetest.UndecodableCase{Source: mStoreBoj, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall}},
-		bridgetest.UndecodableCase{Source: mStoreBoj, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: bridgetest.Unregistered(false), WantLogs: []string{bridgetest.GhostValueCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: bridgetest.Unregistered(false), WantLogs: []string{bridgetest.GhostValueCall}},
 		bridgetest.UndecodableCase{Source: mStoreGob,
 			Data:     func(*testing.T) []byte { return []byte("not gob at all") },
 			WantLogs: []string{"gob decode"}},

@@ -109,13 +109,10 @@ func TestSessionCookieFaults(t *testing.T) {
 // on dual with session_undecodable, and the logs name the missing type
 // and the gob.Register call that compiles: &T{} for a pointer type.
 func TestSessionUndecodable(t *testing.T) {
-	ghost := func(pointer bool) func(t *testing.T) []byte {
-		return func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1"), pointer) }
-	}
 	bridgetest.RunSessionUndecodable(t,
-		bridgetest.UndecodableCase{Source: mBoj, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
-		bridgetest.UndecodableCase{Source: mBoj, Data: ghost(false), WantLogs: []string{bridgetest.GhostValueCall, "bridgetest.ghostCartZ"}},
-		bridgetest.UndecodableCase{Source: mRbcervilla, Data: ghost(true), WantLogs: []string{bridgetest.GhostPointerCall}},
+		bridgetest.UndecodableCase{Source: mBoj, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
+		bridgetest.UndecodableCase{Source: mBoj, Data: bridgetest.Unregistered(false), WantLogs: []string{bridgetest.GhostValueCall, "bridgetest.ghostCartZ"}},
+		bridgetest.UndecodableCase{Source: mRbcervilla, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall}},
 		bridgetest.UndecodableCase{Source: mRedisJSON, Data: func(*testing.T) []byte { return []byte("{not json") },
 			WantLogs: []string{"JSON decode"}},
 	)

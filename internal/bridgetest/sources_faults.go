@@ -223,6 +223,12 @@ func UnregisteredGob(t testing.TB, values map[any]any, pointer bool) []byte {
 	return bytes.ReplaceAll(buf.Bytes(), []byte(from), []byte(to))
 }
 
+// Unregistered is an UndecodableCase's Data: User("1") with a value of a
+// type nobody registered (UnregisteredGob).
+func Unregistered(pointer bool) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte { return UnregisteredGob(t, User("1"), pointer) }
+}
+
 // UndecodableCase is a session of Source whose stored value is replaced
 // by Data, and what the logs must say about it.
 type UndecodableCase struct {
