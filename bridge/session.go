@@ -22,7 +22,8 @@ type Session struct {
 
 	// gorilla is the session StoreSource loaded, and req the request it
 	// loaded it for: what a store that cannot delete by ID saves with
-	// MaxAge -1 to delete it.
+	// MaxAge -1 to delete it, and, without an ID, a session its cookie
+	// holds (replayable).
 	gorilla *sessions.Session
 	req     *http.Request
 }
@@ -112,15 +113,16 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 // discarded: Delete has no response, and the bridge expires the cookie
 // itself wherever it deletes (Logout, retirement, a logged-out session).
 func (s *storeSource) Delete(ctx context.Context, sess *Session) error {
-	var err error
-	if d, ok := s.store.(interface {
+	d, byID := s.store.(interface {
 		Delete(context.Context, string) error
-	}); ok {
+	})
+	var err error
+	switch {
+	case byID:
 		err = d.Delete(ctx, sess.ID)
-	} else {
-		if sess.gorilla == nil || sess.req == nil {
-			return fmt.Errorf("bridge: %T cannot delete a session by ID, and StoreSource did not load this one", s.store)
-		}
+	case sess.gorilla == nil || sess.req == nil:
+		return fmt.Errorf("bridge: %T cannot delete a session by ID, and StoreSource did not load this one", s.store)
+	default:
 		gone := *sess.gorilla // the registry's copy keeps its options for a legacy handler
 		opts := sessions.Options{}
 		if sess.gorilla.Options != nil {
