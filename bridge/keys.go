@@ -229,9 +229,8 @@ func jwksJSON(keys []*Key) ([]byte, error) {
 	return json.Marshal(set)
 }
 
-// JWKSHandler serves the public keys of the bridge (the signer and the
-// previous keys still accepted) as a JWK Set, for downstream services and
-// for /.well-known/jwks.json. HMAC secrets are never published.
+// JWKSHandler serves the public keys (the signer's, previous ones still
+// accepted) as a JWK Set, /.well-known/jwks.json; never an HMAC secret.
 func (b *Bridge) JWKSHandler() http.Handler {
 	body, err := jwksJSON(b.ownKeys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

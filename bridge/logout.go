@@ -14,8 +14,11 @@ func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := b.cfg.Now()
 	// Every token minted from a session expires by now + TokenTTL: its sid
-	// is denied that long (longer if a presented token lives longer).
+	// is denied that long (longer if a presented token lives longer), and
+	// as long as a copy of a session cookie that the store cannot delete
+	// (a cookie store's) may still load.
 	sidUntil := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
+	sidUntil = later(sidUntil, now.Add(replayable(b.cfg.Sessions, nil)))
 	var (
 		rs   []Revocation
 		errs []error
@@ -31,7 +34,7 @@ func (b *Bridge) Logout(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case err == nil:
 			sess = s
-			rs = append(rs, Revocation{SID: b.sids.sid(s.ID), Until: sidUntil})
+			rs = append(rs, Revocation{SID: b.sids.sid(s.ID), Until: later(sidUntil, now.Add(replayable(b.cfg.Sessions, s)))})
 		case errors.Is(err, ErrStoreUnavailable):
 			errs = append(errs, err)
 		}

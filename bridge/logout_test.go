@@ -257,3 +257,55 @@ func TestSubjectLogoutsFold(t *testing.T) {
 		t.Errorf("the subject's token minted after the logouts: %v", err)
 	}
 }
+
+// TestLogoutThroughAnyStore: Logout succeeds through every kind of
+// gorilla store (204, never 503): both cookies cleared, the session's
+// tokens refused, the session deleted by ID or through a Save with MaxAge
+// -1 (rbcervilla/redisstore, which cannot delete by ID), and on a cookie
+// store, which keeps nothing to delete, the replayed cookie refused and
+// never converted. A logout with the session's token alone revokes its
+// sid: the session is deleted when next seen (on a legacy page, whose
+// handler reads it as gone) and never converts again.
+func TestLogoutThroughAnyStore(t *testing.T) {
+	srv := redistest.New(t)
+	ctx := context.Background()
+	for _, st := range sStores(t, srv.Client()) {
+		// key is the session's Redis key, and id what its sid hashes.
+		start := func(t *testing.T) (a *bridgetest.LogoutApp, sess *http.Cookie, id, key string) {
+			a = bridgetest.NewLogoutApp(t, st.store, nil)
+			sess, id = bridgetest.SaveSession(t, st.store, bridgetest.User("1"))
+			key = "no such key"
+			if st.key != nil {
+				key = st.key(id)
+			} else {
+				id = sess.Value // a cookie store: the cookie is the session
+			}
+			return a, sess, id, key
+		}
+		t.Run(st.name+"/session cookie", func(t *testing.T) {
+			a, sess, id, key := start(t)
+			toks := bridgetest.NewLogoutTokens(t, a, a.Key, sess, bridge.SIDOf(a.B, id), bridge.SIDOf(a.B, "bob-session"))
+			toks.LogOut(t, a, sess, srv.Client(), key)
+			a.CheckLoggedOutSession(t, "replayed", sess)
+			bridgetest.CheckNoSecrets(t, a.Logs.String(), id, sess.Value, toks.Converted, toks.API)
+		})
+		t.Run(st.name+"/token alone", func(t *testing.T) {
+			a, sess, id, key := start(t)
+			tok := a.Convert(t, sess)
+			r := bridgetest.Do(t, &http.Client{Transport: a.C.Transport}, http.MethodPost, a.TS.URL+"/logout", nil,
+				&http.Cookie{Name: bridge.DefaultCookieName, Value: tok})
+			if r.StatusCode != http.StatusNoContent {
+				t.Fatalf("logout with the token alone: %d (%v), want 204", r.StatusCode, a.LastError())
+			}
+			r = a.Get(t, "/legacy/app", sess)
+			if u := r.Header.Get("X-Session-User"); r.StatusCode != http.StatusOK || u != "<nil>" {
+				t.Errorf("legacy page with the logged-out session: %d, user %q; want 200 and no user", r.StatusCode, u)
+			}
+			if n := srv.Client().Exists(ctx, key).Val(); n != 0 {
+				t.Errorf("session key after it was seen: got %d, want 0", n)
+			}
+			a.CheckLoggedOutSession(t, "replayed", sess)
+			bridgetest.CheckNoSecrets(t, a.Logs.String(), id, sess.Value, tok)
+		})
+	}
+}

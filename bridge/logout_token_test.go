@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/gorilla/sessions"
 
@@ -72,48 +73,84 @@ func TestLogoutWithTokenEndsSession(t *testing.T) {
 
 // TestLogoutRevokedSessionNeverMints: a session whose sid is revoked is
 // refused, not converted, on a dual route, even while the store still
-// holds it (a store without delete by ID: the cookie store).
+// holds it. A cookie store holds it in the cookie, which no logout can
+// delete: the sid stays revoked as long as a replayed copy of the cookie
+// could load (the store's MaxAge), not only as long as its tokens live,
+// whether the logout came with the session cookie or with a token alone.
 func TestLogoutRevokedSessionNeverMints(t *testing.T) {
-	cs := sessions.NewCookieStore(webtest.SIDKey)
-	router := newTestRouter(cs)
-	b := newTestBridge(t, func(c *Config) {
-		c.Sessions = StoreSource(cs, testSessionName)
-		c.Routes = testRoutes
-		c.Router = router
-	})
-	router.Use(b.Middleware)
-	ts := httptest.NewServer(router)
-	defer ts.Close()
+	tests := []struct {
+		name   string
+		maxAge int  // the cookie store's MaxAge, in seconds; 0 keeps its default (30 days)
+		token  bool // log out with the session's token alone, not its cookie
+	}{
+		{name: "session cookie"},
+		{name: "token alone", token: true},
+		{name: "session cookie, MaxAge 2h", maxAge: 7200},
+		{name: "token alone, MaxAge 2h", maxAge: 7200, token: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := sessions.NewCookieStore(webtest.SIDKey)
+			if tt.maxAge != 0 {
+				cs.MaxAge(tt.maxAge)
+			}
+			life := time.Duration(cs.Options.MaxAge) * time.Second
+			clock := webtest.NewClock()
+			start := clock.Now()
+			router := newTestRouter(cs)
+			b := newTestBridge(t, func(c *Config) {
+				c.Sessions = StoreSource(cs, testSessionName)
+				c.Routes = testRoutes
+				c.Router = router
+				c.Now = clock.Now
+			})
+			router.Use(b.Middleware)
+			ts := httptest.NewServer(router)
+			defer ts.Close()
 
-	ck, _ := saveSession(t, cs, testUser("1"))
-	resp := webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
-	if id := identityOf(t, resp); id.Subject != "1" || resp.Cookie(b.cfg.CookieName) == nil {
-		t.Fatalf("cookie-store session not converted: %+v", id)
-	}
+			ck, _ := saveSession(t, cs, testUser("1"))
+			resp := webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
+			jwtCk := resp.Cookie(b.cfg.CookieName)
+			if id := identityOf(t, resp); id.Subject != "1" || jwtCk == nil {
+				t.Fatalf("cookie-store session not converted: %+v", id)
+			}
 
-	// Logout with the session cookie on a store that cannot delete by
-	// ID: it succeeds (the cookie is the session), and revokes the sid.
-	r := httptest.NewRequest(http.MethodPost, "/logout", nil)
-	r.AddCookie(ck)
-	w := httptest.NewRecorder()
-	if err := b.Logout(w, r); err != nil {
-		t.Fatalf("Logout on a cookie store: %v, want success", err)
-	}
-	if len(w.Result().Cookies()) < 2 {
-		t.Errorf("Logout set %d cookies, want both cleared", len(w.Result().Cookies()))
-	}
+			// Logout on a store that cannot delete the session: it
+			// succeeds (the cookie is the session), and revokes the sid.
+			r := httptest.NewRequest(http.MethodPost, "/logout", nil)
+			if tt.token {
+				r.AddCookie(jwtCk)
+			} else {
+				r.AddCookie(ck)
+			}
+			w := httptest.NewRecorder()
+			if err := b.Logout(w, r); err != nil {
+				t.Fatalf("Logout on a cookie store: %v, want success", err)
+			}
+			if len(w.Result().Cookies()) < 2 {
+				t.Errorf("Logout set %d cookies, want both cleared", len(w.Result().Cookies()))
+			}
+			until, _ := Denied(b, "", b.sids.sid(ck.Value))
+			if until.Before(start.Add(life)) {
+				t.Errorf("sid revoked until %v after logout, want at least the cookie's life %v", until.Sub(start), life)
+			}
 
-	// A replayed copy of the cookie is refused and never converted again.
-	for range 3 {
-		resp = webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("replayed logged-out cookie-store session: %d, want 401", resp.StatusCode)
-		}
-		if c := resp.Cookie(b.cfg.CookieName); c != nil && c.MaxAge > 0 {
-			t.Fatal("a logged-out session was converted again")
-		}
+			// A replayed copy of the cookie is refused and never converted
+			// again: at once, once its tokens have expired, and until the
+			// cookie itself would no longer verify.
+			for _, at := range []time.Duration{0, b.cfg.TokenTTL + b.cfg.Leeway + time.Minute, life - time.Minute} {
+				clock.Advance(start.Add(at).Sub(clock.Now()))
+				resp = webtest.Do(t, ts.Client(), http.MethodGet, ts.URL+"/dual", nil, ck)
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("replayed logged-out cookie-store session %v after logout: %d, want 401", at, resp.StatusCode)
+				}
+				if c := resp.Cookie(b.cfg.CookieName); c != nil && c.MaxAge > 0 {
+					t.Fatalf("a logged-out session was converted again %v after logout", at)
+				}
+			}
+			wantReasons(t, b, "/dual", map[Reason]uint64{ReasonSessionRevoked: 3})
+		})
 	}
-	wantReasons(t, b, "/dual", map[Reason]uint64{ReasonSessionRevoked: 3})
 }
 
 // TestDenySessionByID: the one call an app makes when it demotes or kicks

@@ -9,6 +9,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"github.com/gorilla/sessions"
+
+	"github.com/sessionbridge/sessionbridge/internal/gobhint"
 )
 
 // Session is a legacy session as read by a SessionSource. ID is the raw
@@ -17,17 +19,22 @@ type Session struct {
 	ID     string
 	Values map[any]any
 	TTL    time.Duration // remaining life in the store; 0 when the source cannot tell
+
+	// gorilla is the session StoreSource loaded, and req the request it
+	// loaded it for: what a store that cannot delete by ID saves with
+	// MaxAge -1 to delete it, and, without an ID, a session its cookie
+	// holds (replayable).
+	gorilla *sessions.Session
+	req     *http.Request
 }
 
 // SessionSource reads the legacy session of a request without saving or
-// extending it. Load returns an error wrapping ErrNoSession when the
-// request has no session cookie, ErrSessionInvalid when the cookie fails
-// verification, ErrSessionNotFound when it names no live session,
-// ErrStoreUnavailable when the store cannot answer in time, and
-// ErrSessionUndecodable when the stored values cannot be decoded. The
-// bridge refuses a cookie over 4096 bytes before calling Load.
-// StoreSource wraps the app's gorilla store; bridge/redisstore has
-// read-only sources for the Redis formats monoliths already have.
+// extending it. Load's error wraps ErrNoSession (no cookie),
+// ErrSessionInvalid (the cookie fails verification), ErrSessionNotFound
+// (no live session), ErrStoreUnavailable (no answer in time) or
+// ErrSessionUndecodable (values that cannot be decoded); a cookie over
+// 4096 bytes is refused before Load. StoreSource wraps the app's gorilla
+// store; bridge/redisstore has read-only sources for Redis formats.
 type SessionSource interface {
 	CookieName() string
 	Load(r *http.Request) (*Session, error)
@@ -36,17 +43,16 @@ type SessionSource interface {
 }
 
 // StoreSource reads sessions through the app's own gorilla sessions.Store
-// and session name, so that any store works and a legacy handler later in
-// the same request reuses the session gorilla already loaded (store.Get
-// caches it in the request's registry): one Redis read per request.
+// and session name: any store works, and a legacy handler later in the
+// same request reuses the session store.Get cached (one Redis read).
+// Delete uses the store's Delete(ctx, id) where it has one, else a Save
+// with MaxAge -1, the way every gorilla store deletes.
 //
-// A token minted from a session never outlives it when the store can tell
-// its remaining life: a store with a method TTL(ctx, id) (time.Duration,
-// error), such as bridge/redisstore's, is asked once per conversion (0:
-// gone; negative: no expiry). With
-// any other store (sessions.CookieStore, say) tokens last
-// Config.TokenTTL, and the sliding re-mint checks that the session still
-// exists.
+// Tokens never outlive the session where the store has a method TTL(ctx,
+// id) (time.Duration, error), as bridge/redisstore's: it is asked once per
+// conversion (0: gone; negative: no expiry). With another store
+// (sessions.CookieStore, say) they last Config.TokenTTL, and the sliding
+// re-mint checks that the session still exists.
 func StoreSource(store sessions.Store, name string) SessionSource {
 	return &storeSource{store: unwrapStore(store), name: name}
 }
@@ -67,11 +73,20 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 	if err != nil {
 		var scErr securecookie.Error
 		switch {
-		case errors.As(err, &scErr) && scErr.IsDecode():
+		case errors.As(err, &scErr) && scErr.IsDecode() && !gobhint.IsGob(err):
 			return nil, fmt.Errorf("%w: %w", ErrSessionInvalid, err)
 		case errors.Is(err, ErrSessionUndecodable), errors.Is(err, ErrStoreUnavailable):
 			// A store that says which (bridge/redisstore's does).
 			return nil, err
+		case gobhint.IsGob(err):
+			// encoding/gob's error as the store got it (boj/redistore,
+			// rbcervilla/redisstore, a cookie store through securecookie):
+			// values no retry will decode, and for a type the app did not
+			// register, the call it is missing.
+			if name, ok := gobhint.Name(err); ok {
+				return nil, fmt.Errorf("%w: %s: %w", ErrSessionUndecodable, gobhint.Message("decode", name), err)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrSessionUndecodable, err)
 		}
 		// Anything else may be the store failing: never treat it as
 		// "logged out".
@@ -86,24 +101,50 @@ func (s *storeSource) Load(r *http.Request) (*Session, error) {
 		// cookie itself identifies the session; it is only ever hashed.
 		id = c.Value
 	}
-	return &Session{ID: id, Values: sess.Values}, nil
+	return &Session{ID: id, Values: sess.Values, gorilla: sess, req: r}, nil
 }
 
-// Delete deletes the session where the store can delete by ID (a method
-// Delete(ctx, id) error, as bridge/redisstore's has). Another store (a
-// cookie store) keeps nothing the bridge could delete: expiring the
-// cookie, which Logout does, ends such a session, and its sid's
-// revocation refuses a replayed copy.
+// Delete deletes the session through the store's own delete by ID where
+// it has one (a method Delete(ctx, id) error, as bridge/redisstore's
+// has), else the way every gorilla store deletes: a Save with MaxAge -1
+// of the session Load read (rbcervilla/redisstore deletes its key; a
+// cookie store keeps nothing server-side, and its sid's revocation
+// refuses a replayed copy). The expired cookie that Save writes is
+// discarded: Delete has no response, and the bridge expires the cookie
+// itself wherever it deletes (Logout, retirement, a logged-out session).
 func (s *storeSource) Delete(ctx context.Context, sess *Session) error {
-	if d, ok := s.store.(interface {
+	d, byID := s.store.(interface {
 		Delete(context.Context, string) error
-	}); ok {
-		if err := d.Delete(ctx, sess.ID); err != nil {
-			return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	})
+	var err error
+	switch {
+	case byID:
+		err = d.Delete(ctx, sess.ID)
+	case sess.gorilla == nil || sess.req == nil:
+		return fmt.Errorf("bridge: %T cannot delete a session by ID, and StoreSource did not load this one", s.store)
+	default:
+		gone := *sess.gorilla // the registry's copy keeps its options for a legacy handler
+		opts := sessions.Options{}
+		if sess.gorilla.Options != nil {
+			opts = *sess.gorilla.Options
 		}
+		opts.MaxAge = -1
+		gone.Options, gone.Values = &opts, map[any]any{}
+		err = s.store.Save(sess.req.WithContext(ctx), discard{}, &gone)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
 	}
 	return nil
 }
+
+// discard is the response a store's Save writes to when StoreSource
+// deletes through it: the cookie it sets is dropped.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 // forget empties the session the request's registry keeps (store.Get's
 // cache), so that a legacy handler later in the same request reads a new,
@@ -113,6 +154,41 @@ func (s *storeSource) forget(r *http.Request) {
 		clear(sess.Values)
 		sess.IsNew = true
 	}
+}
+
+// cookieStoreMaxAge is how long securecookie accepts a cookie by default
+// (its timestamp's bound): the life of a cookie store's session whose
+// MaxAge is not set.
+const cookieStoreMaxAge = 30 * 24 * time.Hour
+
+// replayable is how long a copy of a session's cookie may still load once
+// the session is deleted: a store that keeps the session in the cookie
+// itself (sessions.CookieStore, or any store whose session has no ID)
+// cannot delete it, and the cookie loads until its MaxAge has passed; 0
+// for sessions kept server-side. sess is the session logged out, or nil
+// (a logout with a token alone: then only a sessions.CookieStore is
+// known to keep its sessions in cookies).
+func replayable(src SessionSource, sess *Session) time.Duration {
+	s, ok := src.(*storeSource)
+	if !ok {
+		return 0
+	}
+	var opts *sessions.Options
+	switch cs, isCookieStore := s.store.(*sessions.CookieStore); {
+	case sess != nil && sess.gorilla != nil:
+		if sess.gorilla.ID != "" {
+			return 0
+		}
+		opts = sess.gorilla.Options
+	case isCookieStore:
+		opts = cs.Options
+	default:
+		return 0
+	}
+	if opts != nil && opts.MaxAge > 0 {
+		return time.Duration(opts.MaxAge) * time.Second
+	}
+	return cookieStoreMaxAge
 }
 
 // sessionTTL is the remaining life of sess, where its source knows it or

@@ -2,12 +2,18 @@ package bridge_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/boj/redistore"
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
@@ -112,18 +118,63 @@ func TestSessionCookieFaults(t *testing.T) {
 	bridgetest.RunSessionCookieFaults(t, mStoreGob)
 }
 
+// mStoreBoj reads with bridge.StoreSource over github.com/boj/redistore
+// itself, which returns encoding/gob's errors as they are; sessions are
+// saved in its format by a redisstore.Store.
+var mStoreBoj = bridgetest.SourceCase{
+	Name: "store boj/redistore",
+	New: func(t *testing.T, e *bridgetest.Env) (bridge.SessionSource, error) {
+		store, err := redistore.NewRediStoreWithURL(2, e.Srv.URL(), bridgetest.KeyPairs()...)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = store.Close() })
+		return bridge.StoreSource(store, bridgetest.SessionName), nil
+	},
+	Save: bridgetest.SaveWith(nil),
+}
+
 // TestSessionUndecodable: stored values that cannot be decoded answer 500
-// on dual with session_undecodable, and the logs name the missing type:
-// StoreSource passes redisstore.Store's ErrSessionUndecodable as it is.
+// on dual with session_undecodable, and the logs name the missing type
+// and a gob.Register call that compiles (&T{} for a pointer type):
+// StoreSource passes redisstore.Store's ErrSessionUndecodable as it is,
+// and takes a gob error of another store (boj/redistore's own) as the
+// same, never as the store being unavailable.
 func TestSessionUndecodable(t *testing.T) {
 	bridgetest.RunSessionUndecodable(t,
-		bridgetest.UndecodableCase{Source: mStoreGob,
-			Data:     func(t *testing.T) []byte { return bridgetest.UnregisteredGob(t, bridgetest.User("1")) },
-			WantLogs: []string{"sbtest.GhostZ", "gob.Register"}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall, "*bridgetest.ghostUserZ"}},
+		bridgetest.UndecodableCase{Source: mStoreGob, Data: bridgetest.Unregistered(false), WantLogs: []string{bridgetest.GhostValueCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: bridgetest.Unregistered(true), WantLogs: []string{bridgetest.GhostPointerCall}},
+		bridgetest.UndecodableCase{Source: mStoreBoj, Data: bridgetest.Unregistered(false), WantLogs: []string{bridgetest.GhostValueCall}},
 		bridgetest.UndecodableCase{Source: mStoreGob,
 			Data:     func(*testing.T) []byte { return []byte("not gob at all") },
 			WantLogs: []string{"gob decode"}},
 	)
+}
+
+// TestSessionUndecodableCookieStore: a cookie-store cookie that verifies
+// but holds a value of an unregistered type is session_undecodable (500
+// on dual, with the gob.Register call in the logs), not session_invalid:
+// securecookie reports gob's error as a decode error.
+func TestSessionUndecodableCookieStore(t *testing.T) {
+	cs := sessions.NewCookieStore(bridgetest.HashKey)
+	e := bridgetest.NewEnv(t, func(_ *bridgetest.Env, c *bridge.Config) {
+		c.Sessions = bridge.StoreSource(cs, bridgetest.SessionName)
+	})
+	// The cookie a cookie store would write for these bytes of gob.
+	sc := securecookie.New(bridgetest.HashKey, nil).SetSerializer(securecookie.NopEncoder{})
+	v, err := sc.Encode(bridgetest.SessionName, bridgetest.UnregisteredGob(t, bridgetest.User("1"), true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Secret(v)
+	resp := bridgetest.Do(t, e.TS.Client(), http.MethodGet, e.URL("/dual"), nil, &http.Cookie{Name: bridgetest.SessionName, Value: v})
+	if resp.StatusCode != http.StatusInternalServerError || resp.Reason() != bridge.ReasonSessionUndecodable.String() {
+		t.Errorf("got %d %q, want 500 %s", resp.StatusCode, resp.Reason(), bridge.ReasonSessionUndecodable)
+	}
+	if logs := e.Logs.String(); !strings.Contains(logs, bridgetest.GhostPointerCall) {
+		t.Errorf("logs lack %s:\n%s", bridgetest.GhostPointerCall, logs)
+	}
 }
 
 // sessionUser and sessionAccount are user values real apps keep in their
@@ -299,4 +350,76 @@ func TestMintFor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sStore is a gorilla store that StoreSource must delete through: by ID
+// (redisstore.Store), by a Save with MaxAge -1 (rbcervilla/redisstore,
+// which has no delete by ID), or not at all server-side (a cookie store:
+// key is nil).
+type sStore struct {
+	name  string
+	key   func(id string) string // the session's Redis key; nil: none
+	store sessions.Store
+}
+
+// sStores are the stores of the deletion tests, on rdb.
+func sStores(t *testing.T, rdb *redis.Client) []sStore {
+	t.Helper()
+	bojStore := bridgetest.NewStore(t, rdb, nil)
+	rbStore := &bridgetest.RbcervillaStore{Client: rdb}
+	return []sStore{
+		{name: "delete by ID", store: bojStore, key: bojStore.Key},
+		{name: "save MaxAge -1", store: rbStore, key: rbStore.Key},
+		{name: "cookie store", store: sessions.NewCookieStore(bridgetest.HashKey)},
+	}
+}
+
+// TestStoreSourceDelete: StoreSource deletes through any gorilla store:
+// by ID where the store can, else with a Save of the loaded session with
+// MaxAge -1, which deletes rbcervilla's key and leaves the copy a legacy
+// handler reads in the same request as it was. A cookie store keeps
+// nothing server-side: Delete succeeds and the cookie still loads (the
+// sid's revocation refuses it; TestLogoutThroughAnyStore).
+func TestStoreSourceDelete(t *testing.T) {
+	srv := redistest.New(t)
+	ctx := context.Background()
+	for _, st := range sStores(t, srv.Client()) {
+		t.Run(st.name, func(t *testing.T) {
+			src := bridge.StoreSource(st.store, bridgetest.SessionName)
+			ck, _ := bridgetest.SaveSession(t, st.store, bridgetest.User("1"))
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.AddCookie(ck)
+			sess, err := src.Load(r)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if err := src.Delete(ctx, sess); err != nil {
+				t.Fatalf("Delete: %v", err)
+			}
+			if g, _ := st.store.Get(r, bridgetest.SessionName); g.Options.MaxAge <= 0 || g.Values["user_id"] != "1" {
+				t.Errorf("the request's copy after Delete: MaxAge %d, values %v; want it untouched", g.Options.MaxAge, g.Values)
+			}
+			r = httptest.NewRequest(http.MethodGet, "/", nil)
+			r.AddCookie(ck)
+			_, err = src.Load(r)
+			if st.key == nil {
+				if err != nil {
+					t.Errorf("cookie store, Load after Delete: %v, want the cookie to load still", err)
+				}
+				return
+			}
+			if !errors.Is(err, bridge.ErrSessionNotFound) {
+				t.Errorf("Load after Delete: got %v, want ErrSessionNotFound", err)
+			}
+			if n := srv.Client().Exists(ctx, st.key(sess.ID)).Val(); n != 0 {
+				t.Errorf("session key after Delete: got %d, want 0", n)
+			}
+		})
+	}
+	t.Run("not loaded by the source", func(t *testing.T) {
+		src := bridge.StoreSource(&bridgetest.RbcervillaStore{Client: srv.Client()}, bridgetest.SessionName)
+		if err := src.Delete(ctx, &bridge.Session{ID: "x"}); err == nil {
+			t.Error("Delete of a session StoreSource did not load, on a store without delete by ID: got nil, want an error")
+		}
+	})
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/sessionbridge/sessionbridge/bridge"
+	"github.com/sessionbridge/sessionbridge/internal/gobhint"
 )
 
 // Serializer turns session values into the bytes stored in Redis and back.
@@ -26,7 +26,7 @@ type GobSerializer struct{}
 func (GobSerializer) Serialize(values map[any]any) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
-		return nil, gobError("encode", err)
+		return nil, gobError("encode", err, values)
 	}
 	return buf.Bytes(), nil
 }
@@ -43,7 +43,7 @@ func (GobSerializer) Deserialize(data []byte, values map[any]any) (err error) {
 		}
 	}()
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&decoded); err != nil {
-		return gobError("decode", err)
+		return gobError("decode", err, nil)
 	}
 	for k, v := range decoded {
 		values[k] = v
@@ -57,15 +57,11 @@ func (GobSerializer) Deserialize(data []byte, values map[any]any) (err error) {
 var ErrUnregisteredType = fmt.Errorf("redisstore: session value type not registered with encoding/gob: %w", bridge.ErrSessionUndecodable)
 
 // gobError turns gob's "not registered" errors into one that names the type
-// and the gob.Register call the app is missing; other errors are wrapped.
-func gobError(op string, err error) error {
-	msg := err.Error()
-	for _, marker := range []string{"type not registered for interface: ", "name not registered for interface: "} {
-		if _, name, ok := strings.Cut(msg, marker); ok {
-			name = strings.Trim(name, `"`)
-			return fmt.Errorf("%w: %s of type %s failed: call gob.Register(%s{}) at start-up, before sessions are read or written (%v)",
-				ErrUnregisteredType, op, name, name, err)
-		}
+// and the gob.Register call the app is missing (values, when encoding,
+// tell a pointer type from a value type); other errors are wrapped.
+func gobError(op string, err error, values map[any]any) error {
+	if name, ok := gobhint.Name(err); ok {
+		return fmt.Errorf("%w: %s (%v)", ErrUnregisteredType, gobhint.Message(op, gobhint.Encoded(name, values)), err)
 	}
 	return fmt.Errorf("redisstore: gob %s session values: %w", op, err)
 }

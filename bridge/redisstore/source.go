@@ -40,10 +40,19 @@ func BojSource(client redis.UniversalClient, name string, keyPairs ...[]byte) (b
 	return NewSource(SourceConfig{Client: client, CookieName: name, KeyPrefix: DefaultKeyPrefix, KeyPairs: keyPairs})
 }
 
+// RbcervillaKeyPrefix is github.com/rbcervilla/redisstore's default key
+// prefix.
+const RbcervillaKeyPrefix = "session:"
+
 // RbcervillaSource reads sessions in github.com/rbcervilla/redisstore's
-// format: the raw ID as the cookie value, key "session:"+ID, gob values.
-func RbcervillaSource(client redis.UniversalClient, name string) (bridge.SessionSource, error) {
-	return NewSource(SourceConfig{Client: client, CookieName: name, KeyPrefix: "session:"})
+// format: the raw ID as the cookie value, key keyPrefix+ID, gob values.
+// keyPrefix is the store's (its KeyPrefix method sets it; rbcervilla's
+// README sets "session_"); "" is its default, RbcervillaKeyPrefix.
+func RbcervillaSource(client redis.UniversalClient, name, keyPrefix string) (bridge.SessionSource, error) {
+	if keyPrefix == "" {
+		keyPrefix = RbcervillaKeyPrefix
+	}
+	return NewSource(SourceConfig{Client: client, CookieName: name, KeyPrefix: keyPrefix})
 }
 
 // NewSource returns a read-only Redis session source for cfg. Each load
@@ -56,7 +65,9 @@ func NewSource(cfg SourceConfig) (bridge.SessionSource, error) {
 	if cfg.CookieName == "" {
 		return nil, errors.New("redisstore: SourceConfig.CookieName is required")
 	}
-	s := &source{cfg: cfg}
+	// A key prefix that is not the app's makes every session unknown:
+	// the error names the prefix looked up (never the ID).
+	s := &source{cfg: cfg, notFound: fmt.Errorf("%w: no Redis key %q+ID", bridge.ErrSessionNotFound, cfg.KeyPrefix)}
 	if len(cfg.KeyPairs) > 0 {
 		s.codecs = securecookie.CodecsFromPairs(cfg.KeyPairs...)
 		for _, c := range s.codecs {
@@ -75,8 +86,9 @@ func NewSource(cfg SourceConfig) (bridge.SessionSource, error) {
 }
 
 type source struct {
-	cfg    SourceConfig
-	codecs []securecookie.Codec
+	cfg      SourceConfig
+	codecs   []securecookie.Codec
+	notFound error
 }
 
 func (s *source) CookieName() string { return s.cfg.CookieName }
@@ -107,7 +119,7 @@ func (s *source) Load(r *http.Request) (*bridge.Session, error) {
 		return nil
 	})
 	if errors.Is(err, redis.Nil) || errors.Is(get.Err(), redis.Nil) {
-		return nil, bridge.ErrSessionNotFound
+		return nil, s.notFound
 	}
 	if err != nil {
 		return nil, unavailable("load", err)

@@ -16,7 +16,7 @@
 // ErrUnavailable (and so bridge.ErrStoreUnavailable), a session too large
 // wraps ErrTooLarge, values that cannot be decoded wrap
 // bridge.ErrSessionUndecodable (a gob value of an unregistered type wraps
-// ErrUnregisteredType too, and names the type). A cookie naming no session
+// ErrUnregisteredType too, and names the type and its gob.Register call). A cookie naming no session
 // in Redis is not an error: Get returns a new, empty session, as every
 // gorilla store does. bridge.StoreSource tells these apart.
 //

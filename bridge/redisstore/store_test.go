@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/sessions"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sessionbridge/sessionbridge/bridge"
 	"github.com/sessionbridge/sessionbridge/bridge/redisstore"
 	"github.com/sessionbridge/sessionbridge/internal/redistest"
 )
@@ -165,34 +166,62 @@ func TestKeyRotation(t *testing.T) {
 
 type unregistered struct{ A int }
 
-type registered struct{ B string }
+type (
+	storeUserA struct{ ID string }
+	storeCartA struct{ Items []string }
+	namedA     struct{ B string }
+)
 
+// TestUnregisteredGobType: a session value of a type gob does not know
+// fails with ErrUnregisteredType, naming the type and a gob.Register call
+// that compiles: &T{} for a pointer type, T{} for a value type. Decoding
+// is tested on values registered by the writer but not by the reader:
+// written under a registered type, whose name is then replaced in the
+// stored bytes with one of the same length nobody registered.
 func TestUnregisteredGobType(t *testing.T) {
 	srv := redistest.New(t)
 	store := newStore(t, srv.Client(), nil)
-	r := httptest.NewRequest("GET", "/", nil)
-	s, _ := store.New(r, "session")
-	s.Values["x"] = unregistered{A: 1}
-	err := s.Save(r, httptest.NewRecorder())
-	if !errors.Is(err, redisstore.ErrUnregisteredType) {
-		t.Fatalf("got %v, want ErrUnregisteredType", err)
-	}
-	if !strings.Contains(err.Error(), "redisstore_test.unregistered") || !strings.Contains(err.Error(), "gob.Register(") {
-		t.Errorf("error %q does not name the type and the gob.Register call", err)
-	}
-
-	// A value registered by the writer but not by the reader: decoding
-	// names the missing type. Write with a registered name, then replace it
-	// in the stored bytes with one of the same length nobody registered.
-	gob.RegisterName("sessionbridge.test.registered", registered{})
-	c := save(t, store, map[any]any{"x": registered{B: "b"}})
+	gob.Register(&storeUserA{})
+	gob.Register(storeCartA{})
+	gob.RegisterName("sessionbridge.test.namedA", namedA{})
 	ctx := context.Background()
-	key := srv.Client().Keys(ctx, "session_*").Val()[0]
-	raw := srv.Client().Get(ctx, key).Val()
-	srv.Client().Set(ctx, key, strings.Replace(raw, "sessionbridge.test.registered", "sessionbridge.test.unknowntyp", 1), time.Hour)
-	_, err = load(store, c)
-	if !errors.Is(err, redisstore.ErrUnregisteredType) || !strings.Contains(err.Error(), "gob.Register(sessionbridge.test.unknowntyp{})") {
-		t.Errorf("decode: got %v, want ErrUnregisteredType naming sessionbridge.test.unknowntyp", err)
+
+	tests := []struct {
+		name     string
+		value    any
+		from, to string // rename the type in the stored bytes; "" to save an unregistered value
+		want     string
+	}{
+		{name: "encode pointer", value: &unregistered{A: 1}, want: "gob.Register(&redisstore_test.unregistered{})"},
+		{name: "encode value", value: unregistered{A: 1}, want: "gob.Register(redisstore_test.unregistered{})"},
+		{name: "decode pointer", value: &storeUserA{ID: "1"}, from: "storeUserA", to: "storeUserZ",
+			want: "gob.Register(&redisstore_test.storeUserZ{})"},
+		{name: "decode value", value: storeCartA{Items: []string{"book"}}, from: "storeCartA", to: "storeCartZ",
+			want: "gob.Register(redisstore_test.storeCartZ{})"},
+		{name: "decode RegisterName", value: namedA{B: "b"}, from: "sessionbridge.test.namedA", to: "sessionbridge.test.namedZ",
+			want: `gob.RegisterName("sessionbridge.test.namedZ", <a value of the type>)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.from == "" {
+				r := httptest.NewRequest("GET", "/", nil)
+				s, _ := store.New(r, "session")
+				s.Values["x"] = tt.value
+				err = s.Save(r, httptest.NewRecorder())
+			} else {
+				c, id := saveID(t, store, map[any]any{"x": tt.value})
+				raw := srv.Client().Get(ctx, store.Key(id)).Val()
+				srv.Client().Set(ctx, store.Key(id), strings.ReplaceAll(raw, tt.from, tt.to), time.Hour)
+				_, err = load(store, c)
+			}
+			if !errors.Is(err, redisstore.ErrUnregisteredType) || !errors.Is(err, bridge.ErrSessionUndecodable) {
+				t.Fatalf("got %v, want ErrUnregisteredType and ErrSessionUndecodable", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name the call %s", err, tt.want)
+			}
+		})
 	}
 }
 

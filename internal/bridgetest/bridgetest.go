@@ -16,7 +16,8 @@
 //   - NewJarClient(t, ts), Do(t, c, method, url, hdr, cookies...): a
 //     browser-like client and one request with its body read
 //     (Response.Identity decodes an IdentityHandler body);
-//   - SaveSession, SaveRbcervillaSession: legacy sessions in Redis;
+//   - SaveSession, SaveRbcervillaSession, RbcervillaStore: legacy
+//     sessions in Redis;
 //   - Key.Mint, TokenClaims: tokens signed with a test key, and decoded
 //     without verification;
 //   - RouteCounts, WantRequests, WantReasons, TotalRequests: exact counter
@@ -32,21 +33,16 @@
 package bridgetest
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/gob"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/mux"
@@ -261,22 +257,6 @@ func SaveSession(t testing.TB, store sessions.Store, values map[any]any) (*http.
 	}
 	t.Fatalf("save session: no %q cookie set", SessionName)
 	return nil, ""
-}
-
-// SaveRbcervillaSession writes a session in rbcervilla/redisstore's format
-// (key "session:"+ID holding gob of map[interface{}]interface{}, cookie
-// value = the raw ID) and returns its cookie and ID.
-func SaveRbcervillaSession(t testing.TB, c redis.UniversalClient, values map[any]any, ttl time.Duration) (*http.Cookie, string) {
-	t.Helper()
-	id := strings.ToLower(redisstore.NewID())
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
-		t.Fatalf("gob encode: %v", err)
-	}
-	if err := c.Set(context.Background(), "session:"+id, buf.Bytes(), ttl).Err(); err != nil {
-		t.Fatalf("redis SET: %v", err)
-	}
-	return &http.Cookie{Name: SessionName, Value: id, Path: "/"}, id
 }
 
 // IdentityBody is what IdentityHandler answers.

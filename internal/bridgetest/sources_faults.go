@@ -182,23 +182,51 @@ func RunSessionCookieFaults(t *testing.T, cases ...SourceCase) {
 	}
 }
 
-// ghostCart is gob-encoded under a registered name that is then changed
-// in the bytes, giving a session value of a type nobody registered.
-type ghostCart struct{ Items []string }
+// ghostUserA and ghostCartA are gob-encoded under the names gob.Register
+// gives them ("*bridgetest.ghostUserA" for the pointer, the import path
+// and "ghostCartA" for the value), which are then changed in the bytes
+// (A to Z): session values of types nobody registered.
+type (
+	ghostUserA struct{ ID string }
+	ghostCartA struct{ Items []string }
+)
 
-var registerGhost sync.Once
+var registerGhosts sync.Once
 
-// UnregisteredGob returns gob of values plus a value (under "cart") of the
-// unregistered type "sbtest.GhostZ".
-func UnregisteredGob(t testing.TB, values map[any]any) []byte {
+// The calls that the errors about UnregisteredGob's values must name:
+// they compile (given the types), unlike gob.Register(*bridgetest.ghostUserZ{}).
+const (
+	GhostPointerCall = "gob.Register(&bridgetest.ghostUserZ{})"
+	GhostValueCall   = "gob.Register(bridgetest.ghostCartZ{})"
+)
+
+// UnregisteredGob returns gob of values plus a value of a type nobody
+// registered: *ghostUserZ under "user" when pointer, else ghostCartZ under
+// "cart" (GhostPointerCall and GhostValueCall register them).
+func UnregisteredGob(t testing.TB, values map[any]any, pointer bool) []byte {
 	t.Helper()
-	registerGhost.Do(func() { gob.RegisterName("sbtest.GhostA", ghostCart{}) })
-	values["cart"] = ghostCart{Items: []string{"book"}}
+	registerGhosts.Do(func() {
+		gob.Register(&ghostUserA{})
+		gob.Register(ghostCartA{})
+	})
+	from, to := "ghostCartA", "ghostCartZ"
+	if pointer {
+		values["user"] = &ghostUserA{ID: "1"}
+		from, to = "ghostUserA", "ghostUserZ"
+	} else {
+		values["cart"] = ghostCartA{Items: []string{"book"}}
+	}
 	var buf bytes.Buffer
 	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
 		t.Fatalf("gob: %v", err)
 	}
-	return bytes.ReplaceAll(buf.Bytes(), []byte("sbtest.GhostA"), []byte("sbtest.GhostZ"))
+	return bytes.ReplaceAll(buf.Bytes(), []byte(from), []byte(to))
+}
+
+// Unregistered is an UndecodableCase's Data: User("1") with a value of a
+// type nobody registered (UnregisteredGob).
+func Unregistered(pointer bool) func(t *testing.T) []byte {
+	return func(t *testing.T) []byte { return UnregisteredGob(t, User("1"), pointer) }
 }
 
 // UndecodableCase is a session of Source whose stored value is replaced
