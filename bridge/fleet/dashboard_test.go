@@ -429,13 +429,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("..", "..", "docs", "dashboard.png")); err != nil {
 		t.Errorf("the README's screenshot, relative to bridge/fleet: %v", err)
 	}
-	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	shot := filepath.Join(t.TempDir(), "dashboard.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatalf("write screenshot: %v", err)
+	png := ftScreenshot(t, browser, "dashboard.png")
+	if png == nil {
+		t.Fatal("no screenshot")
 	}
 	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -445,7 +441,6 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Fatalf("SCREENSHOT_DIR: %v", err)
 		}
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
 }
 
 // ftLaptopRoutes are the 34 routes of a real app, long templates among
@@ -664,21 +659,23 @@ func ftCheckFits(t *testing.T, page ftDashboardPage, what string) {
 	}
 }
 
-// ftScreenshot writes the page browser shows to name in the test's
-// artifact directory (kept with go test -artifacts).
-func ftScreenshot(t *testing.T, browser context.Context, name string) {
+// ftScreenshot takes a PNG of the whole page browser shows, writes it to
+// name in the test's artifact directory (kept with go test -artifacts)
+// and returns it; nil, with the error logged, when it could not.
+func ftScreenshot(t *testing.T, browser context.Context, name string) []byte {
 	t.Helper()
 	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("screenshot: %v", err)
-		return
+		return nil
 	}
 	path := filepath.Join(t.ArtifactDir(), name)
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Logf("screenshot: %v", err)
-		return
+		return png
 	}
-	t.Logf("screenshot: %s", path)
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	return png
 }
 
 // TestShortCount: the routes' table writes counts below 100,000 exactly,
