@@ -2,9 +2,11 @@ package fleet
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"html/template"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,7 +20,7 @@ var dashboardFS embed.FS
 
 // dashboardTmpl is parsed once, at package load; it is never changed.
 var dashboardTmpl = template.Must(template.New("dashboard.html").
-	Funcs(template.FuncMap{"count": formatCount}).
+	Funcs(template.FuncMap{"count": formatCount, "short": newShortCount, "segments": routeSegments}).
 	ParseFS(dashboardFS, "templates/dashboard.html"))
 
 // dashboardCSP forbids everything but inline styles and local images: the
@@ -28,7 +30,7 @@ const dashboardCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'se
 // Shape of the dashboard.
 const (
 	trendHours    = 48 // hours of the hourly trend, the most recent
-	trendWidth    = 192
+	trendWidth    = 156
 	trendHeight   = 40
 	trendPad      = 3
 	topRejections = 3
@@ -37,9 +39,11 @@ const (
 // DashboardHandler serves the fleet-wide report as an HTML page: totals,
 // and per route its mode, counts by source, session share, conversions,
 // top rejection reasons, an hourly trend and a "ready to switch to jwt"
-// hint. ?since= narrows the window as in ReportHandler. The page has no
-// script and is served with a strict Content-Security-Policy. Mount it
-// behind admin authentication in production.
+// hint. The routes that need attention come first (most first), then the
+// quiet ones; public routes are folded away in a section of their own.
+// ?since= narrows the window as in ReportHandler. The page has no script
+// and is served with a strict Content-Security-Policy. Mount it behind
+// admin authentication in production.
 func (f *Fleet) DashboardHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -109,7 +113,9 @@ type dashboardView struct {
 	Share            shareView // fleet-wide session share
 	ReadyAfter       string
 	TrendHours       int
-	Routes           []routeView
+	Attention        []routeView // attention(r) > 0, most first
+	Quiet            []routeView // attention(r) == 0, by route
+	Public           []routeView // Public, folded away; most attention first
 	Presets          []presetView
 }
 
@@ -122,7 +128,7 @@ type shareView struct {
 
 // countsView names the counts of each source for the template.
 type countsView struct {
-	Session, JWTCookie, JWTBearer, Anonymous, Rejected uint64
+	Session, JWTCookie, JWTBearer, App, Anonymous, Rejected uint64
 }
 
 func newCountsView(c bridge.SourceCounts) countsView {
@@ -130,6 +136,7 @@ func newCountsView(c bridge.SourceCounts) countsView {
 		Session:   c.Of(bridge.SourceSession),
 		JWTCookie: c.Of(bridge.SourceJWTCookie),
 		JWTBearer: c.Of(bridge.SourceJWTBearer),
+		App:       c.Of(bridge.SourceApp),
 		Anonymous: c.Of(bridge.SourceAnonymous),
 		Rejected:  c.Of(bridge.SourceRejected),
 	}
@@ -143,14 +150,22 @@ type totalsView struct {
 type routeView struct {
 	Route      string
 	Mode       string
+	Public     bool
+	Attention  uint64 // attention(r)
+	ReadyAfter string
 	Counts     countsView
 	Converted  uint64
 	Retired    uint64
-	Share      shareView
-	Rejections []reasonView
-	More       []reasonView // beyond the top ones
-	Trend      trendView
-	Ready      bool
+	Guests     uint64 // guest sessions
+	Reads      uint64 // handler session reads
+	// GuestsDominate flags guest sessions as many as the session
+	// requests: the claims mapping probably misses the app's user key.
+	GuestsDominate bool
+	Share          shareView
+	Rejections     []reasonView
+	More           []reasonView // beyond the top ones
+	Trend          trendView
+	Ready          bool
 }
 
 type reasonView struct {
@@ -187,7 +202,6 @@ func newDashboardView(rep *Report, since string) dashboardView {
 		Share:            newShareView(rep.Totals.SourceCounts),
 		ReadyAfter:       formatSpan(rep.ReadyAfter),
 		TrendHours:       trendHours,
-		Routes:           make([]routeView, 0, len(rep.Routes)),
 	}
 	for _, p := range []struct{ label, since string }{{"24 h", "24h"}, {"7 days", "168h"}, {"all", ""}} {
 		v.Presets = append(v.Presets, presetView{Label: p.label, Since: p.since, Active: p.since == since})
@@ -197,23 +211,74 @@ func newDashboardView(rep *Report, since string) dashboardView {
 			continue // pseudo-routes matter only when something landed there
 		}
 		rv := routeView{
-			Route:     r.Route,
-			Mode:      r.Mode,
-			Counts:    newCountsView(r.Counts),
-			Converted: r.Converted,
-			Retired:   r.Retired,
-			Share:     newShareView(r.Counts),
-			Trend:     newTrendView(r.Hourly),
-			Ready:     r.ReadyToSwitch,
+			Route:      r.Route,
+			Mode:       r.Mode,
+			Public:     r.Public,
+			Attention:  attention(r),
+			ReadyAfter: v.ReadyAfter,
+			Counts:     newCountsView(r.Counts),
+			Converted:  r.Converted,
+			Retired:    r.Retired,
+			Guests:     r.GuestSessions,
+			Reads:      r.HandlerSessionReads,
+			Share:      newShareView(r.Counts),
+			Trend:      newTrendView(r.Hourly),
+			Ready:      r.ReadyToSwitch,
 		}
+		rv.GuestsDominate = r.GuestSessions > 0 && r.GuestSessions >= r.Counts.Of(bridge.SourceSession)
 		rv.Rejections = sortedReasons(r.Rejections)
 		if len(rv.Rejections) > topRejections {
 			rv.More = rv.Rejections[topRejections:]
 			rv.Rejections = rv.Rejections[:topRejections]
 		}
-		v.Routes = append(v.Routes, rv)
+		switch {
+		case r.Public:
+			v.Public = append(v.Public, rv)
+		case rv.Attention > 0:
+			v.Attention = append(v.Attention, rv)
+		default:
+			v.Quiet = append(v.Quiet, rv)
+		}
+	}
+	for _, rs := range [][]routeView{v.Attention, v.Quiet, v.Public} {
+		slices.SortStableFunc(rs, func(a, b routeView) int {
+			return cmp.Or(cmp.Compare(b.Attention, a.Attention), strings.Compare(a.Route, b.Route))
+		})
 	}
 	return v
+}
+
+// attention scores how much a route needs an operator's eye: the dashboard
+// lists routes by it, highest first, and a route at 0 is quiet. It sums
+// counts of what still ties the route to the legacy session or goes wrong
+// on it, one term a line. A request refused for carrying no credential at
+// all (no_credentials) is anonymous traffic and does not count.
+func attention(r RouteReport) uint64 {
+	var score uint64
+	for _, n := range [...]uint64{
+		r.Counts.Of(bridge.SourceSession),  // requests authenticated by a legacy session
+		r.Counts.Of(bridge.SourceRejected), // requests whose credential was refused
+		r.GuestSessions,                    // live sessions the claims mapping found no user in
+		r.HandlerSessionReads,              // handlers still reading the session
+	} {
+		score += n
+	}
+	return score
+}
+
+// routeSegments cuts a route template before each "/" but a leading one,
+// so that the page can wrap a long template between its segments.
+func routeSegments(route string) []string {
+	var out []string
+	for len(route) > 1 {
+		i := strings.IndexByte(route[1:], '/')
+		if i < 0 {
+			break
+		}
+		out = append(out, route[:i+1])
+		route = route[i+1:]
+	}
+	return append(out, route)
 }
 
 func idle(r RouteReport) bool {
@@ -305,6 +370,42 @@ func formatSpan(d time.Duration) string {
 		return strconv.Itoa(h/24) + "d"
 	}
 	return strconv.Itoa(h/24) + "d " + strconv.Itoa(h%24) + "h"
+}
+
+// shortFrom is the least count the routes' table shortens.
+const shortFrom = 100_000
+
+// shortCount is a count as the routes' table shows it: Text, and the
+// exact count in Exact when Text is shortened.
+type shortCount struct{ Text, Exact string }
+
+// newShortCount writes n below shortFrom as formatCount does, else in
+// three significant digits with a k, M, B or T suffix, cut rather than
+// rounded so that it never overstates: 123k, 1.2M; 12,345,678 is 12.3M.
+func newShortCount(n uint64) shortCount {
+	if n < shortFrom {
+		return shortCount{Text: formatCount(n)}
+	}
+	unit, suffix := uint64(1_000), "k"
+	for _, u := range []struct {
+		unit   uint64
+		suffix string
+	}{{1_000_000, "M"}, {1_000_000_000, "B"}, {1_000_000_000_000, "T"}} {
+		if n >= u.unit {
+			unit, suffix = u.unit, u.suffix
+		}
+	}
+	whole := n / unit
+	text := formatCount(whole)
+	if whole < 100 {
+		// The fraction's first three digits, zero-padded, cut to make
+		// three significant digits with the whole part.
+		frac := strconv.FormatUint(1000+n%unit/(unit/1000), 10)[1 : 4-len(text)]
+		if frac = strings.TrimRight(frac, "0"); frac != "" {
+			text += "." + frac
+		}
+	}
+	return shortCount{Text: text + suffix, Exact: formatCount(n)}
 }
 
 // formatCount writes n with thousands separators: 12,345.

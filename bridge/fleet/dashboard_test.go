@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +33,13 @@ var ftDashboardRoutes = bridge.Routes{
 	"/profile":         bridge.Legacy,
 }
 
+// ftDashboardPublic are the public routes of the dashboard tests.
+var ftDashboardPublic = []string{"/healthz"}
+
 // ftNewDashboardApp returns a Fleet on a real redis-server and the Bridge
 // it serves (with its signing key), reading sessions from a gorilla
 // CookieStore, with Now on clock, behind a mux router with
-// ftDashboardRoutes.
+// ftDashboardRoutes and ftDashboardPublic.
 func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.Bridge, *bridgetest.Key, *sessions.CookieStore, *httptest.Server) {
 	t.Helper()
 	srv := redistest.New(t)
@@ -43,10 +49,14 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 	for tmpl := range ftDashboardRoutes {
 		router.HandleFunc(tmpl, bridgetest.IdentityHandler)
 	}
+	for _, tmpl := range ftDashboardPublic {
+		router.HandleFunc(tmpl, bridgetest.IdentityHandler)
+	}
 	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
 		c.Fleet = f
 		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
 		c.Routes = ftDashboardRoutes
+		c.PublicRoutes = ftDashboardPublic
 		c.Router = router
 		c.InsecureDevCookies = true
 		c.Now = clock.Now
@@ -63,31 +73,60 @@ type ftDashboardPage struct {
 	Totals     map[string]string `json:"totals"`
 	FleetShare string            `json:"fleetShare"`
 	BarColor   string            `json:"barColor"`
-	Rows       []struct {
-		Route      string            `json:"route"`
-		Mode       string            `json:"mode"`
-		Badge      string            `json:"badge"`
-		Share      string            `json:"share"`
-		StyleWidth string            `json:"styleWidth"`
-		Ratio      float64           `json:"ratio"`
-		Pct        string            `json:"pct"`
-		Counts     map[string]string `json:"counts"`
-		Converted  string            `json:"converted"`
-		Reasons    []string          `json:"reasons"`
-		Ready      bool              `json:"ready"`
-		ReadyTitle string            `json:"readyTitle"`
-		Trend      struct {
-			Hours     string  `json:"hours"`
-			Polylines int     `json:"polylines"`
-			Points    int     `json:"points"`
-			Width     float64 `json:"width"`
-			Session   string  `json:"session"`
-			JWT       string  `json:"jwt"`
-		} `json:"trend"`
-	} `json:"rows"`
+	// Layout: the page's and the viewport's widths, and how far any
+	// table's wrapper scrolls sideways.
+	ScrollWidth  float64 `json:"scrollWidth"`
+	ViewWidth    float64 `json:"viewWidth"`
+	WrapOverflow float64 `json:"wrapOverflow"`
+	// PublicFolded: the public routes' section is there and closed;
+	// PublicSummary is its summary line.
+	PublicFolded  bool             `json:"publicFolded"`
+	PublicSummary string           `json:"publicSummary"`
+	Rows          []ftDashboardRow `json:"rows"`
 }
 
-// ftDashboardProbe reads ftDashboardPage off the page.
+// ftDashboardRow is one route's row, as the browser reads it.
+type ftDashboardRow struct {
+	Route      string            `json:"route"`
+	Name       string            `json:"name"`  // the route as the page shows it
+	Group      string            `json:"group"` // attention, quiet or public
+	Attention  string            `json:"attention"`
+	InPublic   bool              `json:"inPublic"` // inside the public routes' section
+	Visible    bool              `json:"visible"`  // not folded away
+	Mode       string            `json:"mode"`
+	Badge      string            `json:"badge"`
+	Share      string            `json:"share"`
+	StyleWidth string            `json:"styleWidth"`
+	Ratio      float64           `json:"ratio"`
+	Pct        string            `json:"pct"`
+	Counts     map[string]string `json:"counts"`
+	Converted  string            `json:"converted"`
+	Reasons    []string          `json:"reasons"`
+	Ready      bool              `json:"ready"`
+	ReadyTitle string            `json:"readyTitle"`
+	// Warn lists the row's warnings (guests); HandlerReads and App the
+	// counts shown under the route and the anonymous count.
+	Warn         string `json:"warn"`
+	HandlerReads string `json:"handlerReads"`
+	App          string `json:"app"`
+	Trend      struct {
+		Hours     string  `json:"hours"`
+		Polylines int     `json:"polylines"`
+		Points    int     `json:"points"`
+		Width     float64 `json:"width"`
+		Session   string  `json:"session"`
+		JWT       string  `json:"jwt"`
+	} `json:"trend"`
+	// TrendCell is the trend cell's box in the viewport (zero while
+	// folded away).
+	TrendCell struct {
+		Left  float64 `json:"left"`
+		Right float64 `json:"right"`
+		Width float64 `json:"width"`
+	} `json:"trendCell"`
+}
+
+// ftDashboardProbe reads ftDashboardPage off the page, rows in page order.
 const ftDashboardProbe = `(() => {
   const text = (el) => el ? el.textContent.trim() : "";
   const rows = [...document.querySelectorAll("tr.route")].map((tr) => {
@@ -95,8 +134,12 @@ const ftDashboardProbe = `(() => {
     const svg = tr.querySelector("svg.trend");
     const lines = svg ? svg.querySelectorAll("polyline") : [];
     const ready = tr.querySelector(".ready");
+    const cell = tr.querySelector("td.trend-cell").getBoundingClientRect();
     return {
-      route: tr.dataset.route, mode: tr.dataset.mode, badge: text(tr.querySelector(".badge")),
+      route: tr.dataset.route, name: text(tr.querySelector("td.name code")),
+      group: ["attention", "quiet", "public"].find((c) => tr.classList.contains(c)) || "",
+      attention: tr.dataset.attention, inPublic: !!tr.closest("details#public-routes"), visible: tr.checkVisibility(),
+      mode: tr.dataset.mode, badge: text(tr.querySelector(".badge")),
       share: bar.dataset.share, styleWidth: bar.style.width,
       ratio: bar.getBoundingClientRect().width / track.getBoundingClientRect().width,
       pct: text(tr.querySelector(".pct")),
@@ -104,28 +147,98 @@ const ftDashboardProbe = `(() => {
       converted: text(tr.querySelector(".converted")),
       reasons: [...tr.querySelectorAll("[data-reason]")].map((li) => li.dataset.reason),
       ready: !!ready, readyTitle: ready ? ready.title : "",
+      warn: [...tr.querySelectorAll("[data-warn]")].map((el) => el.dataset.warn).join(","),
+      handlerReads: (tr.querySelector("[data-handler-reads]") || {dataset: {}}).dataset.handlerReads || "",
+      app: (tr.querySelector("[data-app]") || {dataset: {}}).dataset.app || "",
       trend: svg ? {
         hours: svg.dataset.hours, polylines: lines.length,
         points: lines.length ? lines[0].points.numberOfItems : 0,
         width: svg.getBoundingClientRect().width,
         session: svg.dataset.session, jwt: svg.dataset.jwt,
       } : {},
+      trendCell: {left: cell.left, right: cell.right, width: cell.width},
     };
   });
   const totals = Object.fromEntries([...document.querySelectorAll("[data-total]")].map((d) => [d.dataset.total, text(d.querySelector(".v"))]));
   const fleet = document.querySelector("#fleet-share .bar");
+  const pub = document.querySelector("details#public-routes");
   return {
     title: document.title, totals, rows,
     fleetShare: fleet ? fleet.dataset.share : "",
     barColor: fleet ? getComputedStyle(fleet).backgroundColor : "",
+    scrollWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth,
+    wrapOverflow: Math.max(0, ...[...document.querySelectorAll(".table-wrap")].map((w) => w.scrollWidth - w.clientWidth)),
+    publicFolded: !!pub && !pub.open, publicSummary: pub ? text(pub.querySelector("summary")) : "",
   };
 })()`
 
-// TestDashboardBrowser renders the dashboard in headless Chromium and
-// reads it as a user sees it: totals, per route the mode, counts, share
-// bar, conversions, rejections, ready hint and hourly trend, with the
-// inline CSS applied under the strict CSP. Chromium is required: a missing
+// ftChromium starts headless Chromium with a width×height viewport for
+// the rest of the test (30 s at the most). Chromium is required: a missing
 // one fails the test (never a skip), in CI and elsewhere.
+func ftChromium(t *testing.T, width, height int64) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is required for this test: run `apt-get install -y chromium` (%v)", err)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)...)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browser, chromedp.EmulateViewport(width, height)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return browser
+}
+
+// ftOpenDashboard loads the dashboard at url in browser and reads it.
+func ftOpenDashboard(t *testing.T, browser context.Context, url string) ftDashboardPage {
+	t.Helper()
+	resp, err := chromedp.RunResponse(browser, chromedp.Navigate(url))
+	if err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	if resp.Status != http.StatusOK {
+		t.Fatalf("dashboard status: got %v, want %v", resp.Status, http.StatusOK)
+	}
+	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS("table#routes"))); err != nil {
+		t.Fatalf("wait for the table: %v", err)
+	}
+	return ftReadDashboard(t, browser)
+}
+
+// ftReadDashboard reads the page browser shows.
+func ftReadDashboard(t *testing.T, browser context.Context) ftDashboardPage {
+	t.Helper()
+	page, err := chromedp.Run(browser, chromedp.Evaluate[ftDashboardPage](ftDashboardProbe))
+	if err != nil {
+		t.Fatalf("read the page: %v", err)
+	}
+	return page
+}
+
+// TestDashboardBrowser renders the dashboard in headless Chromium on a
+// 1280×800 laptop screen and reads it as a user sees it: totals, per route
+// the mode, counts, share bar, conversions, rejections, ready hint and
+// hourly trend, with the inline CSS applied under the strict CSP; the
+// routes needing attention first, the quiet one after, the public one
+// folded away; nothing wider than the screen. Chromium is required: a
+// missing one fails the test (never a skip), in CI and elsewhere.
 //
 // It takes a screenshot; with SCREENSHOT_DIR set it also writes
 // dashboard.png there. A relative SCREENSHOT_DIR is relative to this
@@ -134,15 +247,9 @@ const ftDashboardProbe = `(() => {
 //
 //	SCREENSHOT_DIR=../../docs go test -run '^TestDashboardBrowser$' ./bridge/fleet/
 func TestDashboardBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("chromium is required for this test: run `apt-get install -y chromium` (%v)", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	browser := ftChromium(t, 1280, 800)
 
 	clock := bridgetest.NewClock()
 	clock.Advance(-5 * time.Hour)
@@ -169,6 +276,8 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/profile", 200, nil)
 	get("/api/me", 200, nil, session)
 	get("/api/me", 200, nil, session)
+	get("/healthz", 200, nil)
+	get("/healthz", 200, nil, session)
 	flush()
 
 	// Three hours ago: clients moving to JWTs.
@@ -188,46 +297,17 @@ func TestDashboardBrowser(t *testing.T) {
 	// Now.
 	clock.Advance(3 * time.Hour)
 	get("/api/orders/9", 200, bridgetest.Bearer(mint("1")))
+	get("/healthz", 200, nil)
 	flush()
 
 	dash := httptest.NewServer(f.DashboardHandler())
 	defer dash.Close()
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-
-	if err := chromedp.Do(browser, chromedp.EmulateViewport(1360, 640)); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	resp, err := chromedp.RunResponse(browser, chromedp.Navigate(dash.URL+"/"))
-	if err != nil {
-		t.Fatalf("navigate: %v", err)
-	}
-	if resp.Status != http.StatusOK {
-		t.Fatalf("dashboard status: got %v, want %v", resp.Status, http.StatusOK)
-	}
-	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS("table#routes"))); err != nil {
-		t.Fatalf("wait for the table: %v", err)
-	}
-	page, err := chromedp.Run(browser, chromedp.Evaluate[ftDashboardPage](ftDashboardProbe))
-	if err != nil {
-		t.Fatalf("read the page: %v", err)
-	}
+	page := ftOpenDashboard(t, browser, dash.URL+"/")
+	ftCheckFits(t, page, "1280×800")
 
 	wantTotals := map[string]string{
-		"session": "5", "jwt_cookie": "1", "jwt_bearer": "6", "anonymous": "2", "rejected": "2",
+		"session": "6", "jwt_cookie": "1", "jwt_bearer": "6", "anonymous": "4", "rejected": "2",
 		"converted": "3", "distinct_sessions": "1",
 	}
 	for k, want := range wantTotals {
@@ -235,7 +315,7 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Errorf("total %s: got %q, want %q", k, got, want)
 		}
 	}
-	if got, want := page.FleetShare, "0.4166666666666667"; got != want {
+	if got, want := page.FleetShare, "0.46153846153846156"; got != want {
 		t.Errorf("fleet session share: got %v, want %v", got, want)
 	}
 	if got, want := page.BarColor, "rgb(217, 119, 6)"; got != want {
@@ -244,6 +324,8 @@ func TestDashboardBrowser(t *testing.T) {
 
 	type wantRow struct {
 		mode      string
+		badge     string // "": the mode
+		group     string // attention, quiet or public
 		share     float64
 		pct       string
 		counts    map[string]string
@@ -255,25 +337,43 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	want := map[string]wantRow{
 		"/api/me": {
-			mode: "dual", share: 0.6, pct: "60%",
+			mode: "dual", group: "attention", share: 0.6, pct: "60%",
 			counts:    map[string]string{"session": "3", "jwt_cookie": "1", "jwt_bearer": "1", "anonymous": "1", "rejected": "0"},
 			converted: "3", reasons: []string{"no_credentials"}, session: "3", jwt: "2",
 		},
 		"/api/orders": {
-			mode: "jwt", share: 0, pct: "0%",
+			mode: "jwt", group: "attention", share: 0, pct: "0%",
 			counts:    map[string]string{"session": "0", "jwt_cookie": "0", "jwt_bearer": "2", "anonymous": "0", "rejected": "2"},
 			converted: "0", reasons: []string{"bearer_invalid", "session_on_jwt_route"}, session: "0", jwt: "2",
 		},
 		"/api/orders/{id}": {
-			mode: "dual", share: 0, pct: "0%",
+			mode: "dual", group: "quiet", share: 0, pct: "0%",
 			counts:    map[string]string{"session": "0", "jwt_cookie": "0", "jwt_bearer": "3", "anonymous": "0", "rejected": "0"},
 			converted: "0", ready: true, session: "0", jwt: "3",
 		},
 		"/profile": {
-			mode: "legacy", share: 1, pct: "100%",
+			mode: "legacy", group: "attention", share: 1, pct: "100%",
 			counts:    map[string]string{"session": "2", "jwt_cookie": "0", "jwt_bearer": "0", "anonymous": "1", "rejected": "0"},
 			converted: "0", session: "2", jwt: "0",
 		},
+		"/healthz": { // public: folded away, whatever its traffic
+			mode: "legacy", badge: "public", group: "public", share: 1, pct: "100%",
+			counts:    map[string]string{"session": "1", "jwt_cookie": "0", "jwt_bearer": "0", "anonymous": "2", "rejected": "0"},
+			converted: "0", session: "1", jwt: "0",
+		},
+	}
+	// Attention first, most first (ties by route), then quiet, then the
+	// public routes in their folded section.
+	wantOrder := []string{"/api/me", "/api/orders", "/profile", "/api/orders/{id}", "/healthz"}
+	var order []string
+	for _, row := range page.Rows {
+		order = append(order, row.Route)
+	}
+	if strings.Join(order, " ") != strings.Join(wantOrder, " ") {
+		t.Errorf("row order: got %v, want %v", order, wantOrder)
+	}
+	if !page.PublicFolded || !strings.HasPrefix(page.PublicSummary, "1 public route ") {
+		t.Errorf("public section: folded %v, summary %q, want folded, \"1 public route …\"", page.PublicFolded, page.PublicSummary)
 	}
 	if len(page.Rows) != len(want) {
 		t.Errorf("rows: got %d, want %d (unmatched and other are hidden while idle)", len(page.Rows), len(want))
@@ -285,8 +385,17 @@ func TestDashboardBrowser(t *testing.T) {
 			continue
 		}
 		delete(want, row.Route)
-		if row.Mode != w.mode || row.Badge != w.mode {
-			t.Errorf("%s mode: got %q (badge %q), want %q", row.Route, row.Mode, row.Badge, w.mode)
+		if w.badge == "" {
+			w.badge = w.mode
+		}
+		if row.Mode != w.mode || row.Badge != w.badge {
+			t.Errorf("%s mode: got %q (badge %q), want %q (badge %q)", row.Route, row.Mode, row.Badge, w.mode, w.badge)
+		}
+		if row.Group != w.group || row.InPublic != (w.group == "public") || row.Visible == (w.group == "public") {
+			t.Errorf("%s: got group %q (in the public section: %v, visible: %v), want %q, visible unless public", row.Route, row.Group, row.InPublic, row.Visible, w.group)
+		}
+		if row.Name != row.Route {
+			t.Errorf("%s: shown as %q", row.Route, row.Name)
 		}
 		if math.Abs(row.Ratio-w.share) > 0.01 {
 			t.Errorf("%s bar width: got %.3f of the track, want %v", row.Route, row.Ratio, w.share)
@@ -328,13 +437,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("..", "..", "docs", "dashboard.png")); err != nil {
 		t.Errorf("the README's screenshot, relative to bridge/fleet: %v", err)
 	}
-	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	shot := filepath.Join(t.TempDir(), "dashboard.png")
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatalf("write screenshot: %v", err)
+	png := ftScreenshot(t, browser, "dashboard.png")
+	if png == nil {
+		t.Fatal("no screenshot")
 	}
 	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -344,7 +449,298 @@ func TestDashboardBrowser(t *testing.T) {
 			t.Fatalf("SCREENSHOT_DIR: %v", err)
 		}
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+}
+
+// ftLaptopRoutes are the 34 routes of a real app, long templates among
+// them, that TestDashboardLaptop shows beside its public routes.
+var ftLaptopRoutes = []string{
+	"/api/v1/organizations/{orgID}/projects/{projectID}/members/{memberID}",
+	"/api/v1/organizations/{orgID}/projects/{projectID}/environments/{environmentID}/variables/{variableID}",
+	"/api/v1/organizations/{orgID}/projects/{projectID}/members",
+	"/api/v1/organizations/{orgID}/projects/{projectID}",
+	"/api/v1/organizations/{orgID}/projects",
+	"/api/v1/organizations/{orgID}/billing/invoices/{invoiceID}/line-items",
+	"/api/v1/organizations/{orgID}/billing/invoices",
+	"/api/v1/organizations/{orgID}",
+	"/api/v1/organizations",
+	"/api/v1/webhooks/{webhookID}/deliveries/{deliveryID}/redeliver",
+	"/api/v1/webhooks/{webhookID}",
+	"/api/v1/users/{userID}/notification-preferences",
+	"/api/v1/users/{userID}",
+	"/api/v1/me",
+	"/api/v1/search",
+	"/admin/organizations/{orgID}/audit-log/exports/{exportID}",
+	"/admin/organizations/{orgID}",
+	"/admin/users",
+	"/admin/feature-flags/{flag}",
+	"/dashboard",
+	"/settings",
+	"/settings/security/two-factor",
+	"/settings/api-keys/{keyID}",
+	"/cart",
+	"/cart/items",
+	"/checkout",
+	"/orders",
+	"/orders/{orderID}",
+	"/orders/{orderID}/receipt.pdf",
+	"/profile",
+	"/reports/{year}/{month}",
+	"/uploads",
+	"/uploads/{uploadID}",
+	"/inbox",
+}
+
+// ftLaptopPublic are the public routes of TestDashboardLaptop.
+var ftLaptopPublic = []string{"/login", "/logout", "/healthz", "/.well-known/jwks.json", "/metrics", "/status/{component}"}
+
+// TestDashboardLaptop renders the dashboard of an app with 40 routes, long
+// templates and counts in the millions among them, in headless Chromium on
+// a 1280×800 laptop screen. The page does not scroll sideways (the page's
+// scrollWidth is at most 1280 and no table scrolls in its wrapper), and
+// every trend cell lies within the viewport's width. The rows needing
+// attention come first, by attention(r) (session + rejected requests),
+// highest first, ties by route; then the quiet ones, by route, including
+// one whose only rejections are no_credentials. The public routes are
+// folded away in their closed section, and fit too once it is opened.
+func TestDashboardLaptop(t *testing.T) {
+	const width, height = 1280, 800
+	srv := redistest.New(t)
+	rdb := srv.Client()
+	routes := bridge.Routes{}
+	modes := []bridge.Mode{bridge.Dual, bridge.JWT, bridge.Legacy}
+	for i, r := range ftLaptopRoutes {
+		routes[r] = modes[i%len(modes)]
+	}
+	f, _ := ftNewFleetBridge(t, rdb, nil, func(c *bridge.Config) {
+		c.Routes = routes
+		c.PublicRoutes = ftLaptopPublic
+	})
+
+	// Counts in three hours of the trend: sessions on a third of the
+	// routes, refused credentials (four reasons, so "+1 more") on a
+	// fifth, no_credentials alone on one more, JWTs in the millions on
+	// every route, anonymous traffic and some sessions on the public ones.
+	now := time.Now()
+	hours := []time.Time{now.Add(-30 * time.Hour), now.Add(-2 * time.Hour), now}
+	wantAttention := map[string]uint64{}
+	count := func(route, mode, source string, n int64) {
+		for _, h := range hours {
+			ftHinc(t, rdb, h, n, fieldRequest, route, mode, source)
+		}
+		if source == "session" || source == "rejected" {
+			wantAttention[route] += uint64(n) * uint64(len(hours))
+		}
+	}
+	for i, r := range ftLaptopRoutes {
+		mode := routes[r].String()
+		wantAttention[r] += 0 // every route has an entry, quiet ones too
+		count(r, mode, "jwt_cookie", int64(3_456_789+i))
+		count(r, mode, "jwt_bearer", int64(1_234_567*(i%3)))
+		if i%3 == 0 {
+			count(r, mode, "session", int64(4_000_000/(i+1)))
+		}
+		if i%5 == 1 {
+			count(r, mode, "rejected", int64(10+i))
+			for _, reason := range []string{"session_on_jwt_route", "session_store_unavailable", "jwt_cookie_other_session", "bearer_invalid"} {
+				ftHinc(t, rdb, now, int64(i), fieldRejection, r, reason)
+			}
+		}
+		if i == 4 {
+			ftHinc(t, rdb, now, 77, fieldRejection, r, "no_credentials")
+			count(r, mode, "anonymous", 77)
+		}
+		// Guest sessions (as many as sessions: a mapping to check),
+		// handler session reads, the app's own credentials.
+		if i%7 == 2 {
+			ftHinc(t, rdb, now, 500, fieldGuests, r)
+			wantAttention[r] += 500
+		}
+		if i%7 == 3 {
+			ftHinc(t, rdb, now, 120, fieldReads, r)
+			wantAttention[r] += 120
+		}
+		if i%4 == 1 {
+			count(r, mode, "app", 9)
+		}
+	}
+	for i, r := range ftLaptopPublic {
+		count(r, "legacy", "anonymous", int64(2_345_678*(i+1)))
+		count(r, "legacy", "session", int64(i))
+	}
+	var quiet []string
+	for r, n := range wantAttention {
+		if n == 0 && !slices.Contains(ftLaptopPublic, r) {
+			quiet = append(quiet, r)
+		}
+	}
+	if len(quiet) == 0 || len(quiet) == len(ftLaptopRoutes) || wantAttention[ftLaptopRoutes[4]] != 0 {
+		t.Fatalf("the test's traffic should leave some routes quiet, some not, and %s quiet", ftLaptopRoutes[4])
+	}
+	wantOrder := slices.Clone(ftLaptopRoutes)
+	slices.SortFunc(wantOrder, func(a, b string) int {
+		return cmp.Or(cmp.Compare(wantAttention[b], wantAttention[a]), strings.Compare(a, b))
+	})
+
+	dash := httptest.NewServer(f.DashboardHandler())
+	defer dash.Close()
+	browser := ftChromium(t, width, height)
+	page := ftOpenDashboard(t, browser, dash.URL+"/")
+	defer func() {
+		if t.Failed() {
+			ftScreenshot(t, browser, "dashboard-laptop.png")
+		}
+	}()
+
+	ftCheckFits(t, page, "folded")
+	var order []string
+	sawQuiet := false
+	for _, row := range page.Rows {
+		if row.InPublic {
+			continue
+		}
+		order = append(order, row.Route)
+		want := wantAttention[row.Route]
+		if row.Attention != strconv.FormatUint(want, 10) {
+			t.Errorf("%s attention: got %s, want %d", row.Route, row.Attention, want)
+		}
+		if wantGroup := map[bool]string{true: "attention", false: "quiet"}[want > 0]; row.Group != wantGroup {
+			t.Errorf("%s: got group %q, want %q", row.Route, row.Group, wantGroup)
+		}
+		if row.Group == "quiet" {
+			sawQuiet = true
+		} else if sawQuiet {
+			t.Errorf("%s needs attention but comes after a quiet route", row.Route)
+		}
+		if row.Name != row.Route {
+			t.Errorf("%s: shown as %q", row.Route, row.Name)
+		}
+		i := slices.Index(ftLaptopRoutes, row.Route)
+		// Guests warn where they are as many as the session requests.
+		if want := map[bool]string{true: "guests"}[i%7 == 2 && i%3 != 0]; row.Warn != want {
+			t.Errorf("%s: warnings %q, want %q", row.Route, row.Warn, want)
+		}
+		if want := map[bool]string{true: "120"}[i%7 == 3]; row.HandlerReads != want {
+			t.Errorf("%s: handler reads %q, want %q", row.Route, row.HandlerReads, want)
+		}
+		if want := map[bool]string{true: "27"}[i%4 == 1]; row.App != want {
+			t.Errorf("%s: app %q, want %q", row.Route, row.App, want)
+		}
+	}
+	if strings.Join(order, "\n") != strings.Join(wantOrder, "\n") {
+		t.Errorf("row order:\ngot  %q\nwant %q", order, wantOrder)
+	}
+
+	var public []string
+	for _, row := range page.Rows {
+		if row.Group == "public" || row.InPublic {
+			public = append(public, row.Route)
+			if !row.InPublic || row.Group != "public" || row.Visible || row.Badge != "public" || row.Mode != "legacy" {
+				t.Errorf("%s: in the public section %v, group %q, visible %v, badge %q, mode %q; want in the folded section, public, hidden, public, legacy",
+					row.Route, row.InPublic, row.Group, row.Visible, row.Badge, row.Mode)
+			}
+		}
+	}
+	if got, want := slices.Sorted(slices.Values(public)), slices.Sorted(slices.Values(ftLaptopPublic)); !slices.Equal(got, want) {
+		t.Errorf("public rows: got %v, want %v", got, want)
+	}
+	if !page.PublicFolded || !strings.HasPrefix(page.PublicSummary, "6 public routes ") {
+		t.Errorf("public section: folded %v, summary %q, want folded, \"6 public routes …\"", page.PublicFolded, page.PublicSummary)
+	}
+
+	// Unfolded, the public routes fit too.
+	if err := chromedp.Do(browser, chromedp.Click(chromedp.CSS("details#public-routes > summary"))); err != nil {
+		t.Fatalf("open the public routes: %v", err)
+	}
+	page = ftReadDashboard(t, browser)
+	if page.PublicFolded {
+		t.Fatal("the public routes' section did not open")
+	}
+	ftCheckFits(t, page, "unfolded")
+}
+
+// ftCheckFits fails unless page fits its viewport's width: no sideways
+// scrolling, and every visible trend cell (the last column) within it.
+func ftCheckFits(t *testing.T, page ftDashboardPage, what string) {
+	t.Helper()
+	if page.ScrollWidth > page.ViewWidth {
+		t.Errorf("%s: document scrollWidth %v, want at most the viewport's %v", what, page.ScrollWidth, page.ViewWidth)
+	}
+	if page.WrapOverflow > 0 {
+		t.Errorf("%s: a table scrolls %vpx sideways in its wrapper, want 0", what, page.WrapOverflow)
+	}
+	visible, bad := 0, 0
+	for _, row := range page.Rows {
+		if !row.Visible {
+			continue
+		}
+		visible++
+		c := row.TrendCell
+		if c.Left >= 0 && c.Right <= page.ViewWidth && c.Width >= row.Trend.Width && row.Trend.Width >= 100 {
+			continue
+		}
+		if bad++; bad == 1 {
+			t.Errorf("%s: %s trend cell spans %v..%v (%v wide, chart %v), want within 0..%v with a chart of at least 100 inside",
+				what, row.Route, c.Left, c.Right, c.Width, row.Trend.Width, page.ViewWidth)
+		}
+	}
+	if bad > 1 {
+		t.Errorf("%s: and %d more rows whose trend cell is not within the viewport", what, bad-1)
+	}
+	if visible == 0 {
+		t.Errorf("%s: no visible row", what)
+	}
+}
+
+// ftScreenshot takes a PNG of the whole page browser shows, writes it to
+// name in the test's artifact directory (kept with go test -artifacts)
+// and returns it; nil, with the error logged, when it could not.
+func ftScreenshot(t *testing.T, browser context.Context, name string) []byte {
+	t.Helper()
+	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot: %v", err)
+		return nil
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Logf("screenshot: %v", err)
+		return png
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+	return png
+}
+
+// TestShortCount: the routes' table writes counts below 100,000 exactly,
+// larger ones in three significant digits, cut (never rounded up), with
+// the exact count beside.
+func TestShortCount(t *testing.T) {
+	for _, tt := range []struct {
+		n          uint64
+		text, full string
+	}{
+		{0, "0", ""},
+		{7, "7", ""},
+		{12_345, "12,345", ""},
+		{99_999, "99,999", ""},
+		{100_000, "100k", "100,000"},
+		{123_456, "123k", "123,456"},
+		{999_999, "999k", "999,999"},
+		{1_000_000, "1M", "1,000,000"},
+		{1_205_000, "1.2M", "1,205,000"},
+		{1_234_567, "1.23M", "1,234,567"},
+		{1_999_999, "1.99M", "1,999,999"},
+		{10_050_000, "10M", "10,050,000"},
+		{12_345_678, "12.3M", "12,345,678"},
+		{123_456_789, "123M", "123,456,789"},
+		{4_560_000_000, "4.56B", "4,560,000,000"},
+		{70_000_000_000_000, "70T", "70,000,000,000,000"},
+		{1_234_567_000_000_000, "1,234T", "1,234,567,000,000,000"},
+		{math.MaxUint64, "18,446,744T", "18,446,744,073,709,551,615"},
+	} {
+		if got, want := newShortCount(tt.n), (shortCount{tt.text, tt.full}); got != want {
+			t.Errorf("newShortCount(%d): got %+v, want %+v", tt.n, got, want)
+		}
+	}
 }
 
 func TestDashboardEscapesRoutes(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +75,10 @@ type RouteReport struct {
 	// handlers through bridge.Bridge.WrapStore's store: what still needs
 	// the session, whatever credential came.
 	HandlerSessionReads uint64 `json:"handler_session_reads"`
+	// Public marks a route of the attached Bridge's
+	// bridge.Config.PublicRoutes: it needs no credential and stays
+	// legacy. A Fleet no Bridge uses (bridgectl) does not know it.
+	Public bool `json:"public,omitempty"`
 	// Rejections counts refused credentials by reason (only the reasons
 	// seen).
 	Rejections bridge.ReasonCounts `json:"rejections"`
@@ -102,11 +107,14 @@ type Report struct {
 // Report reads the hourly counts from since (clamped to the retention; zero
 // for all of it) to now. Each route's mode is the one the attached Bridge
 // runs it in; without a Bridge (bridgectl), the run-time override, else
-// the mode the instances last published.
+// the mode the instances last published. Public is set from the attached
+// Bridge's PublicRoutes only.
 func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 	var modes map[string]bridge.Mode
+	var public []string
 	if b := f.b.Load(); b != nil {
 		modes = routeModes(b)
+		public = b.Config().PublicRoutes
 	}
 	k := f.keys
 	now := f.now().UTC()
@@ -206,6 +214,7 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 			}
 		}
 		r.Mode = m.String()
+		r.Public = slices.Contains(public, name)
 		r.SessionShare = r.Counts.SessionShare()
 		r.ReadyToSwitch = m == bridge.Dual && readyToSwitch(r.Hourly, now, rep.ReadyAfter)
 		for s, n := range r.Counts.All() {

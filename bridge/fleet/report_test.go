@@ -680,6 +680,60 @@ func TestReportFleetModes(t *testing.T) {
 	}
 }
 
+// TestReportPublic: a route of the attached Bridge's PublicRoutes is
+// "public": true in the JSON, under the legacy mode it is folded into;
+// other routes carry no "public" key; a Fleet no Bridge uses does not
+// know which routes are public.
+func TestReportPublic(t *testing.T) {
+	srv := redistest.New(t)
+	rdb := srv.Client()
+	f, _ := ftNewFleetBridge(t, rdb, nil, func(c *bridge.Config) {
+		c.Routes = bridge.Routes{"/api/me": bridge.Dual, "/profile": bridge.Legacy}
+		c.PublicRoutes = []string{"/healthz"}
+	})
+	ftHinc(t, rdb, time.Now(), 3, fieldRequest, "/healthz", "legacy", "anonymous")
+	ftHinc(t, rdb, time.Now(), 2, fieldRequest, "/profile", "legacy", "session")
+
+	w := ftGetReport(t, f.ReportHandler(), "")
+	var raw struct {
+		Routes []map[string]any `json:"routes"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &raw); err != nil {
+		t.Fatalf("decode: %v\n%s", err, w.Body)
+	}
+	seen := map[string]bool{}
+	for _, r := range raw.Routes {
+		name, _ := r["route"].(string)
+		seen[name] = true
+		public, has := r["public"]
+		switch name {
+		case "/healthz":
+			if public != true || r["mode"] != "legacy" {
+				t.Errorf("%s: public %v, mode %v, want true, legacy", name, public, r["mode"])
+			}
+		default:
+			if has {
+				t.Errorf("%s: public %v, want no public key", name, public)
+			}
+		}
+	}
+	for _, route := range []string{"/healthz", "/api/me", "/profile"} {
+		if !seen[route] {
+			t.Errorf("route %s missing from the report", route)
+		}
+	}
+
+	unattached, err := New(Config{Redis: rdb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ftReport(t, unattached).Routes {
+		if r.Public {
+			t.Errorf("unattached report: %s public, want no route public", r.Route)
+		}
+	}
+}
+
 // TestReportClock: the report is as of the Fleet's Config.Now, else its
 // Bridge's clock, else the time.
 func TestReportClock(t *testing.T) {
