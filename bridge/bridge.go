@@ -57,6 +57,7 @@ type Config struct {
 	CacheSize    int           // verified tokens cached. Default 10000; NoCache disables.
 
 	CookieName         string        // the JWT cookie. Default DefaultCookieName, or DevCookieName with InsecureDevCookies.
+	CookieDomain       string        // the JWT cookie's Domain, as the app's cookie (its default name then __Secure-id_token); "" host-only
 	SameSite           http.SameSite // of the JWT cookie: Lax (default) or Strict
 	InsecureDevCookies bool          // drops Secure for plain http. Development on localhost only.
 
@@ -193,10 +194,17 @@ func (c *Config) fill() error {
 		return fmt.Errorf("bridge: Config.CacheSize: %d is negative (NoCache disables the cache)", c.CacheSize)
 	}
 	if c.CookieName == "" {
-		c.CookieName = DefaultCookieName
-		if c.InsecureDevCookies {
+		switch {
+		case c.InsecureDevCookies:
 			c.CookieName = DevCookieName
+		case c.CookieDomain != "":
+			c.CookieName = "__Secure-" + DevCookieName // a __Host- cookie has no Domain
+		default:
+			c.CookieName = DefaultCookieName
 		}
+	}
+	if c.CookieDomain != "" && strings.HasPrefix(c.CookieName, "__Host-") {
+		return errors.New("bridge: Config.CookieName: a __Host- cookie has no Domain; unset CookieDomain or name the cookie otherwise")
 	}
 	if c.Sessions != nil && c.Sessions.CookieName() == c.CookieName {
 		return fmt.Errorf("bridge: Config.CookieName %q is the legacy session cookie's name", c.CookieName)

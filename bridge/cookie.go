@@ -89,6 +89,7 @@ func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time
 		Name:     b.cfg.CookieName,
 		Value:    tok,
 		Path:     "/",
+		Domain:   b.cfg.CookieDomain,
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   !b.cfg.InsecureDevCookies,
@@ -101,8 +102,13 @@ func (b *Bridge) setTokenCookie(w http.ResponseWriter, tok string, exp, now time
 // clearCookie expires the cookie name (set with Path=/ as the bridge and
 // the legacy stores set theirs).
 func (b *Bridge) clearCookie(w http.ResponseWriter, name string) {
+	var domain string
+	if name == b.cfg.CookieName {
+		domain = b.cfg.CookieDomain
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     name,
+		Domain:   domain,
 		Value:    "",
 		Path:     "/",
 		MaxAge:   -1,

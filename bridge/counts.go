@@ -202,8 +202,7 @@ func (rc RouteCounts) ByMode() iter.Seq2[Mode, SourceCounts] {
 	}
 }
 
-// Snapshot returns the in-process counts of every route known so far, in
-// the order routes were registered.
+// Snapshot returns the in-process counts of every route known, in order.
 func (b *Bridge) Snapshot() []RouteCounts {
 	t, c := b.routes, b.counters
 	n := int(t.n.Load())
