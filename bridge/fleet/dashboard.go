@@ -151,6 +151,7 @@ type routeView struct {
 	More       []reasonView // beyond the top ones
 	Trend      trendView
 	Ready      bool
+	Reason     string // why it is ready or not (ReadyReason)
 }
 
 type reasonView struct {
@@ -205,6 +206,7 @@ func newDashboardView(rep *Report, since string) dashboardView {
 			Share:     newShareView(r.Counts),
 			Trend:     newTrendView(r.Hourly),
 			Ready:     r.ReadyToSwitch,
+			Reason:    r.ReadyReason,
 		}
 		rv.Rejections = sortedReasons(r.Rejections)
 		if len(rv.Rejections) > topRejections {

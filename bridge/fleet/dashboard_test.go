@@ -76,6 +76,7 @@ type ftDashboardPage struct {
 		Reasons    []string          `json:"reasons"`
 		Ready      bool              `json:"ready"`
 		ReadyTitle string            `json:"readyTitle"`
+		NotReady   string            `json:"notReady"`
 		Trend      struct {
 			Hours     string  `json:"hours"`
 			Polylines int     `json:"polylines"`
@@ -103,7 +104,7 @@ const ftDashboardProbe = `(() => {
       counts: Object.fromEntries([...tr.querySelectorAll("[data-source]")].map((td) => [td.dataset.source, text(td)])),
       converted: text(tr.querySelector(".converted")),
       reasons: [...tr.querySelectorAll("[data-reason]")].map((li) => li.dataset.reason),
-      ready: !!ready, readyTitle: ready ? ready.title : "",
+      ready: !!ready, readyTitle: ready ? ready.title : "", notReady: text(tr.querySelector(".not-ready")),
       trend: svg ? {
         hours: svg.dataset.hours, polylines: lines.length,
         points: lines.length ? lines[0].points.numberOfItems : 0,
@@ -145,7 +146,7 @@ func TestDashboardBrowser(t *testing.T) {
 	defer cancel()
 
 	clock := bridgetest.NewClock()
-	clock.Advance(-5 * time.Hour)
+	clock.Advance(-29 * time.Hour)
 	f, b, key, store, app := ftNewDashboardApp(t, clock)
 	session, _ := bridgetest.SaveSession(t, store, bridgetest.User("1"))
 	c := app.Client()
@@ -163,7 +164,7 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}
 
-	// Five hours ago: the legacy app, sessions only.
+	// 29 hours ago: the legacy app, sessions only.
 	get("/profile", 200, nil, session)
 	get("/profile", 200, nil, session)
 	get("/profile", 200, nil)
@@ -171,7 +172,7 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/api/me", 200, nil, session)
 	flush()
 
-	// Three hours ago: clients moving to JWTs.
+	// 27 hours ago: clients moving to JWTs.
 	clock.Advance(2 * time.Hour)
 	get("/api/me", 200, nil, session)
 	get("/api/me", 200, nil, &http.Cookie{Name: b.Config().CookieName, Value: mint("1")})
@@ -185,8 +186,8 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/api/orders/8", 200, bridgetest.Bearer(mint("2")))
 	flush()
 
-	// Now.
-	clock.Advance(3 * time.Hour)
+	// Now: the dual routes have been dual for 29 hours.
+	clock.Advance(27 * time.Hour)
 	get("/api/orders/9", 200, bridgetest.Bearer(mint("1")))
 	flush()
 
@@ -250,6 +251,7 @@ func TestDashboardBrowser(t *testing.T) {
 		converted string
 		reasons   []string
 		ready     bool
+		notReady  string // the reason shown under a dual route not ready
 		session   string // session requests in the trend
 		jwt       string // JWT requests in the trend
 	}
@@ -258,6 +260,7 @@ func TestDashboardBrowser(t *testing.T) {
 			mode: "dual", share: 0.6, pct: "60%",
 			counts:    map[string]string{"session": "3", "jwt_cookie": "1", "jwt_bearer": "1", "anonymous": "1", "rejected": "0"},
 			converted: "3", reasons: []string{"no_credentials"}, session: "3", jwt: "2",
+			notReady: "no authenticated traffic in the last 24h",
 		},
 		"/api/orders": {
 			mode: "jwt", share: 0, pct: "0%",
@@ -308,8 +311,11 @@ func TestDashboardBrowser(t *testing.T) {
 		if row.Ready != w.ready {
 			t.Errorf("%s ready to switch: got %v, want %v", row.Route, row.Ready, w.ready)
 		}
-		if w.ready && !strings.Contains(row.ReadyTitle, "24h") {
-			t.Errorf("%s ready hint title: got %q, want it to name the 24h ReadyAfter period", row.Route, row.ReadyTitle)
+		if w.ready && (!strings.Contains(row.ReadyTitle, "24h") || !strings.HasPrefix(row.ReadyTitle, "ready: in dual for 29h")) {
+			t.Errorf("%s ready hint title: got %q, want the reason and the 24h ReadyAfter period", row.Route, row.ReadyTitle)
+		}
+		if row.NotReady != w.notReady {
+			t.Errorf("%s not-ready reason: got %q, want %q", row.Route, row.NotReady, w.notReady)
 		}
 		tr := row.Trend
 		if tr.Hours != "48" || tr.Polylines != 2 || tr.Points != 48 || tr.Width < 100 {

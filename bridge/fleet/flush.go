@@ -27,6 +27,11 @@ import (
 //	{p}:s:YYYYMMDD     HyperLogLog of distinct session hashes per day
 //	{p}:modes          hash route → mode: run-time overrides (bridgectl)
 //	{p}:effective      hash route → mode: the modes instances run with
+//	{p}:dual           hash route → unix seconds: since when every instance
+//	                   that flushed has run the route in dual mode (set
+//	                   with HSETNX by an instance running it in dual, deleted
+//	                   by one running it in another mode), expiring after
+//	                   the retention
 //	{p}:revoked        sorted set of revocations
 //	{p}:revocations    stream of the latest revocations
 
@@ -71,6 +76,7 @@ func (k keys) day(t time.Time) string  { return k.p + ":s:" + t.UTC().Format("20
 func (k keys) seq(run string) string   { return k.p + ":seq:" + run }
 func (k keys) modes() string           { return k.p + ":modes" }
 func (k keys) effective() string       { return k.p + ":effective" }
+func (k keys) dual() string            { return k.p + ":dual" }
 func (k keys) revoked() string         { return k.p + ":revoked" }
 func (k keys) revocations() string     { return k.p + ":revocations" }
 
@@ -252,9 +258,10 @@ func (fl *flusher) send(ctx context.Context, b *bridge.Bridge, bt *batch, now ti
 			p.PFAdd(ctx, fl.keys.day(now), sids...)
 			p.Expire(ctx, fl.keys.day(now), fl.ttl)
 		}
-		if modes := effectiveModes(b); len(modes) > 0 {
-			p.HSet(ctx, fl.keys.effective(), modes)
+		if modes := routeModes(b); len(modes) > 0 {
+			p.HSet(ctx, fl.keys.effective(), effectiveModes(modes))
 			p.Expire(ctx, fl.keys.effective(), fl.ttl)
+			fl.dualClock(ctx, p, modes, now)
 		}
 		return nil
 	})
@@ -287,13 +294,33 @@ func routeModes(b *bridge.Bridge) map[string]bridge.Mode {
 }
 
 // effectiveModes is routeModes as the hash the fleet publishes.
-func effectiveModes(b *bridge.Bridge) map[string]any {
-	modes := routeModes(b)
+func effectiveModes(modes map[string]bridge.Mode) map[string]any {
 	out := make(map[string]any, len(modes))
 	for route, m := range modes {
 		out[route] = m.String()
 	}
 	return out
+}
+
+// dualClock keeps the fleet's record of since when each route has run in
+// dual mode (readiness, in the report): a route this instance runs in
+// dual keeps the time already recorded, or gets now; a route it runs in
+// another mode loses its record, so that the clock starts again when the
+// route is dual on every instance. The hash expires with the retention.
+func (fl *flusher) dualClock(ctx context.Context, p redis.Pipeliner, modes map[string]bridge.Mode, now time.Time) {
+	stamp := strconv.FormatInt(now.Unix(), 10)
+	var other []string
+	for route, m := range modes {
+		if m == bridge.Dual {
+			p.HSetNX(ctx, fl.keys.dual(), route, stamp)
+		} else {
+			other = append(other, route)
+		}
+	}
+	if len(other) > 0 {
+		p.HDel(ctx, fl.keys.dual(), other...)
+	}
+	p.Expire(ctx, fl.keys.dual(), fl.ttl)
 }
 
 // unflushed counts the requests not applied in Redis.

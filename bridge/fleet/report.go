@@ -71,11 +71,18 @@ type RouteReport struct {
 	// seen).
 	Rejections bridge.ReasonCounts `json:"rejections"`
 
-	// Hourly counts (oldest first, one per hour of the window) and
-	// ReadyToSwitch feed the dashboard and the CLI; they are not part of
-	// the JSON report.
-	Hourly        []HourCounts `json:"-"`
-	ReadyToSwitch bool         `json:"-"`
+	// ReadyToSwitch marks a dual route ready to move to jwt: every
+	// instance has run it in dual mode for the whole ReadyAfter period,
+	// requests in that period were authenticated, and none by a session.
+	ReadyToSwitch bool `json:"ready_to_switch"`
+	// ReadyReason says why the route is or is not ready, in words: "observed
+	// in dual for only 3h of 24h", "12 session requests in the last 24h",
+	// "ready: in dual for 2d 3h, no session request in the last 24h".
+	ReadyReason string `json:"ready_reason"`
+
+	// Hourly counts (oldest first, one per hour of the window) feed the
+	// dashboard and the CLI; they are not part of the JSON report.
+	Hourly []HourCounts `json:"-"`
 }
 
 // Report is the fleet-wide migration report.
@@ -119,7 +126,7 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 
 	hourCmds := make([]*redis.MapStringStringCmd, len(hours))
 	var pf *redis.IntCmd
-	var effective, overrides *redis.MapStringStringCmd
+	var effective, overrides, dual *redis.MapStringStringCmd
 	_, err := f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, h := range hours {
 			hourCmds[i] = p.HGetAll(ctx, k.hour(h))
@@ -129,6 +136,7 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		}
 		effective = p.HGetAll(ctx, k.effective())
 		overrides = p.HGetAll(ctx, k.modes())
+		dual = p.HGetAll(ctx, k.dual())
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -196,7 +204,7 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		}
 		r.Mode = m.String()
 		r.SessionShare = r.Counts.SessionShare()
-		r.ReadyToSwitch = m == bridge.Dual && readyToSwitch(r.Hourly, now, rep.ReadyAfter)
+		r.ReadyToSwitch, r.ReadyReason = readiness(m, r.Hourly, dualSince(dual.Val()[name]), now, rep.ReadyAfter)
 		for s, n := range r.Counts.All() {
 			rep.Totals.Add(s, n)
 		}
@@ -206,26 +214,6 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 	}
 	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
 	return rep, nil
-}
-
-// readyToSwitch: over the last period, requests were authenticated and
-// none by a session.
-func readyToSwitch(hourly []HourCounts, now time.Time, period time.Duration) bool {
-	from := now.Add(-period)
-	if len(hourly) == 0 || hourly[0].Hour.After(from) {
-		return false // the window does not cover the period
-	}
-	var authenticated uint64
-	for _, h := range hourly {
-		if h.Hour.Add(time.Hour).Before(from) {
-			continue
-		}
-		if h.Counts.Of(bridge.SourceSession) > 0 {
-			return false
-		}
-		authenticated += h.Counts.Authenticated()
-	}
-	return authenticated > 0
 }
 
 // sinceParam parses the report's ?since= parameter: an RFC 3339 time or a

@@ -159,7 +159,7 @@ func TestReportJSONSchema(t *testing.T) {
 	}
 	want := tr.Tally.Want()
 	for i, r := range routes {
-		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "rejections")
+		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "rejections", "ready_to_switch", "ready_reason")
 		ftSameKeys(t, r.(map[string]any)["counts"], "routes[i].counts", "session", "jwt_cookie", "jwt_bearer", "anonymous", "rejected")
 		name := r.(map[string]any)["route"].(string)
 		if strings.Contains(name, "/42") {
@@ -470,74 +470,6 @@ func TestReportSince(t *testing.T) {
 	for _, q := range []string{"since=yesterday", "since=-1h", "since=2026-11-29"} {
 		if w := ftGetReport(t, f.ReportHandler(), q); w.Code != http.StatusBadRequest {
 			t.Errorf("%q: %d, want 400", q, w.Code)
-		}
-	}
-}
-
-// TestReportReadyToSwitch: a dual route whose authenticated traffic over
-// the last ReadyAfter was all JWT is ready to switch; a single session in
-// that period, no authenticated traffic, another mode or a window shorter
-// than ReadyAfter say not ready.
-func TestReportReadyToSwitch(t *testing.T) {
-	srv := redistest.New(t)
-	rdb := srv.Client()
-	now := time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC)
-	f, _ := ftNewFleetBridge(t, rdb, func(c *Config) {
-		c.ReadyAfter = 3 * time.Hour // from 07:30
-	}, func(c *bridge.Config) {
-		c.Routes = bridge.Routes{"/ready": bridge.Dual, "/late": bridge.Dual, "/session": bridge.Dual, "/anon": bridge.Dual,
-			"/legacy": bridge.Legacy, "/jwt": bridge.JWT, "/quiet": bridge.Dual}
-		c.Now = func() time.Time { return now }
-	})
-	h := func(hh int) time.Time { return time.Date(2026, 11, 29, hh, 0, 0, 0, time.UTC) }
-	q := func(hh int, route, mode, source string, n int64) {
-		ftHinc(t, rdb, h(hh), n, fieldRequest, route, mode, source)
-	}
-	q(5, "/ready", "dual", "session", 10) // before the period: forgiven
-	q(6, "/ready", "legacy", "session", 10)
-	for hh := 7; hh <= 10; hh++ {
-		q(hh, "/ready", "dual", "jwt_cookie", 5)
-		q(hh, "/ready", "dual", "anonymous", 1)
-		q(hh, "/session", "dual", "jwt_cookie", 50)
-		q(hh, "/legacy", "legacy", "jwt_bearer", 5)
-		q(hh, "/jwt", "jwt", "jwt_bearer", 5)
-		q(hh, "/anon", "dual", "anonymous", 5)
-	}
-	q(9, "/session", "dual", "session", 1) // one session in the period
-	q(10, "/late", "dual", "jwt_bearer", 3)
-
-	want := map[string]bool{"/ready": true, "/late": true}
-	rep, err := f.Report(context.Background(), time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.ReadyToSwitch != want[r.Route] {
-			t.Errorf("%s (%s, %s): ready %v, want %v", r.Route, r.Mode, bridgetest.CountsString(r.Counts), r.ReadyToSwitch, want[r.Route])
-		}
-	}
-	if rep.ReadyAfter != 3*time.Hour {
-		t.Errorf("ReadyAfter %v", rep.ReadyAfter)
-	}
-	// A window shorter than ReadyAfter cannot tell.
-	rep, err = f.Report(context.Background(), now.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.ReadyToSwitch {
-			t.Errorf("%s ready within a 1h window", r.Route)
-		}
-	}
-	// A session now: not ready any more.
-	q(10, "/ready", "dual", "session", 1)
-	rep, err = f.Report(context.Background(), time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.Route == "/ready" && r.ReadyToSwitch {
-			t.Error("/ready still ready after a session request")
 		}
 	}
 }

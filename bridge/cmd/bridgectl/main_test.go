@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -326,14 +327,27 @@ func TestReport(t *testing.T) {
 	})
 
 	t.Run("table", func(t *testing.T) {
+		// Just deployed: JWT traffic only, and yet not ready.
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
 		t.Logf("report:\n%s", out)
+		if got := tableRows(out)["/api/orders/{id}"]; len(got) != 11 || got[8] != "-" ||
+			!strings.HasPrefix(got[10], "observed in dual for only ") || !strings.HasSuffix(got[10], "s of 1h") {
+			t.Errorf("row /api/orders/{id} right after the deploy: got %q, want not ready, observed in dual for seconds of 1h", got)
+		}
+		// The dual routes have run in dual for two hours.
+		dualKey := "{" + e.prefix + "}:dual"
+		since := strconv.FormatInt(time.Now().Add(-2*time.Hour).Unix(), 10)
+		if err := e.srv.Client().HSet(context.Background(), dualKey, "/api/me", since, "/api/orders/{id}", since).Err(); err != nil {
+			t.Fatal(err)
+		}
+		out = mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
+		t.Logf("report:\n%s", out)
 		wantRows := map[string][]string{
-			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY", "TOP_REJECTIONS"},
-			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-", "bearer_invalid 1, no_credentials 1"},
-			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-", "bearer_invalid 1"},
-			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready", "-"},
-			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-", "-"},
+			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "ANON", "REJECTED", "CONVERTED", "SESSION_SHARE", "READY", "TOP_REJECTIONS", "READY_REASON"},
+			"/api/me":          {"dual", "1", "1", "1", "1", "1", "1", "33.3%", "-", "bearer_invalid 1, no_credentials 1", "1 session request in the last 1h"},
+			"/api/orders":      {"jwt", "0", "0", "1", "0", "1", "0", "0.0%", "-", "bearer_invalid 1", "already in jwt mode"},
+			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0.0%", "ready", "-", "ready: in dual for 2h, no session request in the last 1h"},
+			"/profile":         {"legacy", "2", "0", "0", "1", "0", "0", "100.0%", "-", "-", "legacy mode: move it to dual first"},
 			"TOTAL":            {"3", "2", "3", "2", "2", "1", "37.5%"},
 		}
 		rows := tableRows(out)
@@ -349,7 +363,7 @@ func TestReport(t *testing.T) {
 
 	t.Run("retention and ready-after of zero or less are the defaults", func(t *testing.T) {
 		out := mustRun(t, "report", "--redis", e.srv.URL(), "--retention", "0", "--ready-after", "-1h")
-		if !strings.Contains(out, "no session request for "+fleet.DefaultReadyAfter.String()+"\n") {
+		if !strings.Contains(out, "dual on every instance for the last "+fleet.DefaultReadyAfter.String()+",") {
 			t.Errorf("report --ready-after -1h: got\n%s\nwant the default %v", out, fleet.DefaultReadyAfter)
 		}
 		if got := tableRows(out)["/api/me"]; len(got) == 0 || got[0] != "dual" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,7 +40,8 @@ func reportFlags(o *reportOptions) *flag.FlagSet {
 
 Prints the fleet-wide migration report: requests per route by credential,
 conversions, the share still authenticated by the legacy session, the dual
-routes ready to switch to jwt, and the top reasons credentials were refused.
+routes ready to switch to jwt and why the others are not (READY_REASON),
+and the top reasons credentials were refused.
 
 `)
 		fs.PrintDefaults()
@@ -133,32 +135,34 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 // sessions.
 func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY\tTOP_REJECTIONS")
+	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tANON\tREJECTED\tCONVERTED\tSESSION_SHARE\tREADY\tTOP_REJECTIONS\tREADY_REASON")
 	for _, r := range rep.Routes {
 		ready := "-"
 		if r.ReadyToSwitch {
 			ready = "ready"
 		}
-		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready, topReasons(r.Rejections))
+		row(tw, r.Route, r.Mode, r.Counts, r.Converted, ready, topReasons(r.Rejections), cmp.Or(r.ReadyReason, "-"))
 	}
-	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted, "", "")
+	row(tw, "TOTAL", "", rep.Totals.SourceCounts, rep.Totals.Converted)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\ndistinct sessions: %d\nwindow: %s to %s (UTC); ready = dual route with no session request for %s\n",
+	_, err := fmt.Fprintf(w, "\ndistinct sessions: %d\nwindow: %s to %s (UTC); ready = dual on every instance for the last %s, with authenticated requests and no session request\n",
 		rep.DistinctSessions, rep.Since.Format(time.RFC3339), now.UTC().Format(time.RFC3339), rep.ReadyAfter)
 	return err
 }
 
-// row writes one line of the table; an empty ready ends the line at
-// SESSION_SHARE, unpadded (the TOTAL line).
-func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, ready, rejections string) {
-	if ready != "" {
-		ready = "\t" + ready + "\t" + rejections
+// row writes one line of the table: the counts, then the cells after
+// SESSION_SHARE (READY, TOP_REJECTIONS, READY_REASON); the TOTAL line has
+// none and ends at SESSION_SHARE, unpadded.
+func row(tw io.Writer, route, mode string, c bridge.SourceCounts, converted uint64, rest ...string) {
+	var tail string
+	for _, cell := range rest {
+		tail += "\t" + cell
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
 		route, mode, c.Of(bridge.SourceSession), c.Of(bridge.SourceJWTCookie), c.Of(bridge.SourceJWTBearer),
-		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), converted, share(c), ready)
+		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), converted, share(c), tail)
 }
 
 // share is the session share as a percentage, "-" when no request was
