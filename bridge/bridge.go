@@ -104,7 +104,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg:      cfg,
 		revoked:  newDenylist(),
 		routes:   newRouteTable(cfg.Routes, cfg.DefaultMode),
-		counters: new(counters),
+		counters: &counters{since: cfg.Now()},
 		log:      cfg.Logger,
 	}
 	if cfg.Sessions != nil {

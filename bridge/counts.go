@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
+	"time"
 )
 
 // counters are the in-process counts, one atomic per (route, mode,
@@ -14,6 +15,7 @@ type counters struct {
 	conversions [MaxRoutes]atomic.Uint64
 	retired     [MaxRoutes]atomic.Uint64
 	rejections  [MaxRoutes * int(numReasons)]atomic.Uint64
+	since       time.Time // when counting began (New)
 }
 
 func (c *counters) request(route int, m Mode, s Source) {
@@ -193,6 +195,10 @@ func (rc RouteCounts) ByMode() iter.Seq2[Mode, SourceCounts] {
 		}
 	}
 }
+
+// CountsSince returns when the Bridge began counting (New, on its clock):
+// the counts of Snapshot are those since then.
+func (b *Bridge) CountsSince() time.Time { return b.counters.since }
 
 // Snapshot returns the in-process counts of every route known so far, in
 // the order routes were registered.

@@ -38,13 +38,23 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 	t.Helper()
 	srv := redistest.New(t)
 	f := ftNewFleet(t, Config{Redis: srv.Client()})
+	b, key, store, app := ftNewRoutesApp(t, clock, f)
+	return f, b, key, store, app
+}
+
+// ftNewRoutesApp is the app of ftNewDashboardApp with the Fleet f, or
+// with none (nil): all of its state in the process.
+func ftNewRoutesApp(t *testing.T, clock *bridgetest.Clock, f *Fleet) (*bridge.Bridge, *bridgetest.Key, *sessions.CookieStore, *httptest.Server) {
+	t.Helper()
 	store := sessions.NewCookieStore(bridgetest.HashKey)
 	router := mux.NewRouter()
 	for tmpl := range ftDashboardRoutes {
 		router.HandleFunc(tmpl, bridgetest.IdentityHandler)
 	}
 	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
-		c.Fleet = f
+		if f != nil {
+			c.Fleet = f
+		}
 		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
 		c.Routes = ftDashboardRoutes
 		c.Router = router
@@ -54,7 +64,7 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 	router.Use(b.Middleware)
 	app := httptest.NewServer(router)
 	t.Cleanup(app.Close)
-	return f, b, key, store, app
+	return b, key, store, app
 }
 
 // ftDashboardPage is what the browser reads off the dashboard.

@@ -14,7 +14,8 @@
 //	defer f.Close() // after http.Server.Shutdown: the final flush
 //
 // A Fleet that no Bridge uses reads and steers the fleet's state from
-// outside (bridgectl does).
+// outside (bridgectl does). An app without Redis has no Fleet: it serves
+// its own in-process counts with InstanceReportHandler.
 package fleet
 
 import (

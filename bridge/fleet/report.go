@@ -85,13 +85,25 @@ type RouteReport struct {
 	Hourly []HourCounts `json:"-"`
 }
 
-// Report is the fleet-wide migration report.
+// Scopes of a Report: whose counts it holds.
+const (
+	// ScopeFleet: every instance's counts, from the hourly buckets in
+	// Redis (Fleet.Report).
+	ScopeFleet = "fleet"
+	// ScopeInstance: one process's in-process counts, for an app without
+	// a Fleet (InstanceReport).
+	ScopeInstance = "instance"
+)
+
+// Report is the migration report: fleet-wide (Fleet.Report), or one
+// instance's without Redis (InstanceReport).
 type Report struct {
-	GeneratedAt time.Time     `json:"generated_at"`
-	Scope       string        `json:"scope"`
-	Since       time.Time     `json:"since"`
-	Totals      Totals        `json:"totals"`
-	Routes      []RouteReport `json:"routes"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// Scope is ScopeFleet or ScopeInstance.
+	Scope  string        `json:"scope"`
+	Since  time.Time     `json:"since"`
+	Totals Totals        `json:"totals"`
+	Routes []RouteReport `json:"routes"`
 	// DistinctSessions estimates (HyperLogLog) the distinct legacy
 	// sessions seen in the window's days: sessions still in use.
 	DistinctSessions int64 `json:"distinct_sessions"`
@@ -143,7 +155,7 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		return nil, fmt.Errorf("fleet: read report: %w", err)
 	}
 
-	rep := &Report{GeneratedAt: now, Scope: "fleet", Since: since, Routes: []RouteReport{}}
+	rep := &Report{GeneratedAt: now, Scope: ScopeFleet, Since: since, Routes: []RouteReport{}}
 	if pf != nil {
 		rep.DistinctSessions = pf.Val()
 	}
@@ -205,15 +217,25 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		r.Mode = m.String()
 		r.SessionShare = r.Counts.SessionShare()
 		r.ReadyToSwitch, r.ReadyReason = readiness(m, r.Hourly, dualSince(dual.Val()[name]), now, rep.ReadyAfter)
-		for s, n := range r.Counts.All() {
-			rep.Totals.Add(s, n)
-		}
-		rep.Totals.Converted += r.Converted
-		rep.Totals.Retired += r.Retired
-		rep.Routes = append(rep.Routes, *r)
+		rep.add(*r)
 	}
-	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
+	rep.sortRoutes()
 	return rep, nil
+}
+
+// add appends a route to the report and adds its counts to the totals.
+func (rep *Report) add(r RouteReport) {
+	for s, n := range r.Counts.All() {
+		rep.Totals.Add(s, n)
+	}
+	rep.Totals.Converted += r.Converted
+	rep.Totals.Retired += r.Retired
+	rep.Routes = append(rep.Routes, r)
+}
+
+// sortRoutes sorts the routes by name.
+func (rep *Report) sortRoutes() {
+	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
 }
 
 // sinceParam parses the report's ?since= parameter: an RFC 3339 time or a
@@ -248,10 +270,15 @@ func (f *Fleet) ReportHandler() http.Handler {
 			http.Error(w, "report unavailable: redis did not answer", http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
+		writeJSON(w, rep)
 	})
+}
+
+// writeJSON answers with rep as indented JSON, never cached.
+func writeJSON(w http.ResponseWriter, rep *Report) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rep)
 }

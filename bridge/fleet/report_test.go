@@ -519,7 +519,8 @@ func TestReportRedisDown(t *testing.T) {
 		}
 	}
 
-	// No Redis configured: no Fleet (the old Bridge answered 503).
+	// No Redis configured: no Fleet (the old Bridge answered 503); the
+	// app serves InstanceReportHandler (TestInstanceReport).
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Config.Redis") {
 		t.Errorf("fleet.New without Redis: %v, want an error naming Config.Redis", err)
 	}
