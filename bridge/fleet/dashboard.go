@@ -3,6 +3,7 @@ package fleet
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"html/template"
 	"net/http"
 	"sort"
@@ -57,6 +58,10 @@ func (f *Fleet) DashboardHandler() http.Handler {
 			return
 		}
 		rep, err := f.Report(r.Context(), since)
+		if errors.Is(err, errUnnamed) {
+			writeDashboardError(w, r, http.StatusInternalServerError, "The Fleet has no app: set fleet.Config.App (or Prefix), or give it to bridge.Config.Fleet.")
+			return
+		}
 		if err != nil {
 			f.log().Warn("fleet: dashboard unavailable", "error", err)
 			h.Set("Retry-After", "5")

@@ -416,7 +416,7 @@ func TestDashboardErrors(t *testing.T) {
 			var f *Fleet
 			if tt.unattached {
 				var err error
-				if f, err = New(Config{Redis: tt.rdb}); err != nil {
+				if f, err = New(Config{Redis: tt.rdb, App: bridgetest.Audience}); err != nil {
 					t.Fatal(err)
 				}
 			} else {

@@ -14,7 +14,8 @@ const instanceReadyReason = "one instance's counts, with no hours: readiness nee
 
 // InstanceReport is the report of one Bridge's in-process counts
 // (b.Snapshot), for an app that runs without a Fleet, that is without
-// Redis: Scope is ScopeInstance, Since is when the Bridge began counting
+// Redis: Scope is ScopeInstance, App the Bridge's Audience, Since when the
+// Bridge began counting
 // (b.CountsSince) and GeneratedAt is now on the Bridge's clock. It has no
 // hourly counts, so no route is ready to switch (ReadyReason says why),
 // and DistinctSessions is 0 (distinct sessions are counted in Redis).
@@ -24,6 +25,7 @@ func InstanceReport(b *bridge.Bridge) *Report {
 	rep := &Report{
 		GeneratedAt: b.Config().Now().UTC(),
 		Scope:       ScopeInstance,
+		App:         b.Config().Audience,
 		Since:       b.CountsSince().UTC(),
 		Routes:      []RouteReport{},
 	}

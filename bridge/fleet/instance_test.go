@@ -45,9 +45,9 @@ func TestInstanceReport(t *testing.T) {
 	if err := dec.Decode(&raw); err != nil {
 		t.Fatalf("decode: %v\n%s", err, w.Body)
 	}
-	ftSameKeys(t, raw, "report", "generated_at", "scope", "since", "totals", "routes", "distinct_sessions")
-	if raw["scope"] != ScopeInstance {
-		t.Errorf("scope %v, want %q", raw["scope"], ScopeInstance)
+	ftSameKeys(t, raw, "report", "generated_at", "scope", "app", "since", "totals", "routes", "distinct_sessions")
+	if raw["scope"] != ScopeInstance || raw["app"] != bridgetest.Audience {
+		t.Errorf("scope %v, app %v; want %q, the Bridge's audience %q", raw["scope"], raw["app"], ScopeInstance, bridgetest.Audience)
 	}
 	rep := ftDecodeReport(t, w)
 	if !rep.Since.Equal(start) || !b.CountsSince().Equal(start) {

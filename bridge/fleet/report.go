@@ -100,10 +100,18 @@ const (
 type Report struct {
 	GeneratedAt time.Time `json:"generated_at"`
 	// Scope is ScopeFleet or ScopeInstance.
-	Scope  string        `json:"scope"`
-	Since  time.Time     `json:"since"`
-	Totals Totals        `json:"totals"`
-	Routes []RouteReport `json:"routes"`
+	Scope string `json:"scope"`
+	// App names the app whose counts these are: the Fleet's Config.App,
+	// else its Bridge's Audience; for a Fleet named by its Prefix alone
+	// (bridgectl --prefix), the app that flushed last.
+	App string `json:"app"`
+	// SharedWith names the other apps that flushed counts under the same
+	// prefix in the window: their counts are merged into this report.
+	// Empty unless apps share a Prefix; give each its own.
+	SharedWith []string      `json:"shared_with,omitempty"`
+	Since      time.Time     `json:"since"`
+	Totals     Totals        `json:"totals"`
+	Routes     []RouteReport `json:"routes"`
 	// DistinctSessions estimates (HyperLogLog) the distinct legacy
 	// sessions seen in the window's days: sessions still in use.
 	DistinctSessions int64 `json:"distinct_sessions"`
@@ -120,7 +128,10 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 	if b := f.b.Load(); b != nil {
 		modes = routeModes(b)
 	}
-	k := f.keys
+	k, err := f.keys()
+	if err != nil {
+		return nil, err
+	}
 	now := f.now().UTC()
 	oldest := now.Add(-f.cfg.Retention).Truncate(time.Hour)
 	if since.IsZero() || since.Before(oldest) {
@@ -138,8 +149,8 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 
 	hourCmds := make([]*redis.MapStringStringCmd, len(hours))
 	var pf *redis.IntCmd
-	var effective, overrides, dual *redis.MapStringStringCmd
-	_, err := f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var effective, overrides, dual, apps *redis.MapStringStringCmd
+	_, err = f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, h := range hours {
 			hourCmds[i] = p.HGetAll(ctx, k.hour(h))
 		}
@@ -149,13 +160,23 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		effective = p.HGetAll(ctx, k.effective())
 		overrides = p.HGetAll(ctx, k.modes())
 		dual = p.HGetAll(ctx, k.dual())
+		apps = p.HGetAll(ctx, k.apps())
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("fleet: read report: %w", err)
 	}
 
-	rep := &Report{GeneratedAt: now, Scope: ScopeFleet, Since: since, Routes: []RouteReport{}}
+	rep := &Report{GeneratedAt: now, Scope: ScopeFleet, App: f.app(), Since: since, Routes: []RouteReport{}}
+	flushed := appsSince(apps.Val(), since)
+	if rep.App == "" && len(flushed) > 0 {
+		rep.App = flushed[0] // named by its Prefix alone: the app that flushed last
+	}
+	for _, a := range flushed {
+		if a != rep.App {
+			rep.SharedWith = append(rep.SharedWith, a)
+		}
+	}
 	if pf != nil {
 		rep.DistinctSessions = pf.Val()
 	}
@@ -223,6 +244,33 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 	return rep, nil
 }
 
+// appsSince lists the apps of a fleet's apps hash (app → unix seconds of
+// its last flush) that flushed at or after since, the latest first.
+func appsSince(apps map[string]string, since time.Time) []string {
+	type flushed struct {
+		app string
+		at  int64
+	}
+	var fs []flushed
+	for app, v := range apps {
+		at, err := strconv.ParseInt(v, 10, 64)
+		if err == nil && at >= since.Unix() {
+			fs = append(fs, flushed{app, at})
+		}
+	}
+	sort.Slice(fs, func(i, j int) bool {
+		if fs[i].at != fs[j].at {
+			return fs[i].at > fs[j].at
+		}
+		return fs[i].app < fs[j].app
+	})
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.app
+	}
+	return out
+}
+
 // add appends a route to the report and adds its counts to the totals.
 func (rep *Report) add(r RouteReport) {
 	for s, n := range r.Counts.All() {
@@ -265,6 +313,10 @@ func (f *Fleet) ReportHandler() http.Handler {
 			return
 		}
 		rep, err := f.Report(r.Context(), since)
+		if errors.Is(err, errUnnamed) {
+			http.Error(w, "report unavailable: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		if err != nil {
 			f.log().Warn("fleet: report unavailable", "error", err)
 			http.Error(w, "report unavailable: redis did not answer", http.StatusServiceUnavailable)

@@ -127,7 +127,7 @@ func TestReportJSONSchema(t *testing.T) {
 	if err := dec.Decode(&raw); err != nil {
 		t.Fatalf("decode: %v\n%s", err, w.Body)
 	}
-	ftSameKeys(t, raw, "report", "generated_at", "scope", "since", "totals", "routes", "distinct_sessions")
+	ftSameKeys(t, raw, "report", "generated_at", "scope", "app", "since", "totals", "routes", "distinct_sessions")
 	ftSameKeys(t, raw["totals"], "totals", ftTotalsKeys...)
 	var parts struct {
 		Totals json.RawMessage
@@ -318,11 +318,11 @@ func TestReportSessionShare(t *testing.T) {
 	}
 }
 
-// ftHinc adds n to field in the hourly bucket of hour (default prefix),
+// ftHinc adds n to field in the hourly bucket of hour (ftDefaultKeys),
 // as a flush would.
 func ftHinc(t testing.TB, rdb redis.UniversalClient, hour time.Time, n int64, field ...string) {
 	t.Helper()
-	k := newKeys(DefaultPrefix).hour(hour)
+	k := ftDefaultKeys.hour(hour)
 	if err := rdb.HIncrBy(context.Background(), k, strings.Join(field, fieldSep), n).Err(); err != nil {
 		t.Fatalf("HINCRBY %s: %v", k, err)
 	}
@@ -481,7 +481,7 @@ func TestReportSince(t *testing.T) {
 func TestReportRedisDown(t *testing.T) {
 	srv := redistest.New(t)
 	f, _ := ftNewFleetBridge(t, srv.Client(), nil, nil)
-	unattached, err := New(Config{Redis: srv.Client()})
+	unattached, err := New(Config{Redis: srv.Client(), App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestReportFleetModes(t *testing.T) {
 	}
 	ftHinc(t, rdb, time.Now(), 2, fieldRequest, "/gone", "jwt", "jwt_bearer")
 
-	fl, err := New(Config{Redis: rdb})
+	fl, err := New(Config{Redis: rdb, App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +576,7 @@ func TestReportFleetModes(t *testing.T) {
 	}
 	// A route only published (no traffic in the window) is listed with
 	// its published mode; an override of it wins there too.
-	if err := rdb.HSet(ctx, fl.keys.effective(), "/published/only", "dual").Err(); err != nil {
+	if err := rdb.HSet(ctx, ftKeys(t, fl).effective(), "/published/only", "dual").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if m := modes(); m["/published/only"] != "dual" {
@@ -633,7 +633,7 @@ func TestReportClock(t *testing.T) {
 		{"attached, the Bridge's clock", nil, true, bridgeNow},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := New(Config{Redis: rdb, Now: c.fleetNow})
+			f, err := New(Config{Redis: rdb, App: bridgetest.Audience, Now: c.fleetNow})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -36,7 +36,7 @@ func reportFlags(o *reportOptions) *flag.FlagSet {
 	fs.DurationVar(&o.retention, "retention", fleet.DefaultRetention, "the fleet's Config.Retention: the longest window")
 	fs.DurationVar(&o.readyAfter, "ready-after", fleet.DefaultReadyAfter, "the fleet's Config.ReadyAfter: how long a dual route must see no session to be ready")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: bridgectl report [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
+		fmt.Fprint(fs.Output(), `Usage: bridgectl report --app NAME|--prefix P [--redis URL] [--since 24h|RFC3339] [--json]
 
 Prints the fleet-wide migration report: requests per route by credential,
 conversions, the share still authenticated by the legacy session, the dual
@@ -147,7 +147,16 @@ func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\ndistinct sessions: %d\nwindow: %s to %s (UTC); ready = dual on every instance for the last %s, with authenticated requests and no session request\n",
+	if _, err := fmt.Fprintf(w, "\napp: %s\n", cmp.Or(rep.App, "-")); err != nil {
+		return err
+	}
+	if len(rep.SharedWith) > 0 {
+		if _, err := fmt.Fprintf(w, "warning: apps %s flushed counts under the same prefix: the counts above are theirs too; give each app its own fleet.Config.Prefix\n",
+			strings.Join(rep.SharedWith, ", ")); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "distinct sessions: %d\nwindow: %s to %s (UTC); ready = dual on every instance for the last %s, with authenticated requests and no session request\n",
 		rep.DistinctSessions, rep.Since.Format(time.RFC3339), now.UTC().Format(time.RFC3339), rep.ReadyAfter)
 	return err
 }
