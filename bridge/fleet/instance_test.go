@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -39,13 +38,7 @@ func TestInstanceReport(t *testing.T) {
 
 	h := InstanceReportHandler(b)
 	w := ftGetReport(t, h, "")
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		t.Fatalf("decode: %v\n%s", err, w.Body)
-	}
-	ftSameKeys(t, raw, "report", "generated_at", "scope", "app", "since", "totals", "routes", "distinct_sessions")
+	raw := ftRawReport(t, w)
 	if raw["scope"] != ScopeInstance || raw["app"] != bridgetest.Audience {
 		t.Errorf("scope %v, app %v; want %q, the Bridge's audience %q", raw["scope"], raw["app"], ScopeInstance, bridgetest.Audience)
 	}

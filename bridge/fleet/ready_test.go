@@ -50,6 +50,15 @@ func ftNewReadyApp(t *testing.T) *ftReadyApp {
 // at moves the clock to start + d.
 func (a *ftReadyApp) at(d time.Duration) { a.clock.Advance(ftReadyStart.Add(d).Sub(a.clock.Now())) }
 
+// bearerAt moves the clock to start + d, sends a bearer request to
+// /api/orders/{id} and flushes.
+func (a *ftReadyApp) bearerAt(d time.Duration) {
+	a.t.Helper()
+	a.at(d)
+	a.get("/api/orders/7", http.StatusOK, a.bearer)
+	a.flush()
+}
+
 func (a *ftReadyApp) flush() {
 	a.t.Helper()
 	if err := a.f.Flush(context.Background()); err != nil {
@@ -91,9 +100,7 @@ func TestReportReadiness(t *testing.T) {
 	t.Run("fresh deploy, one bearer request", func(t *testing.T) {
 		a := ftNewReadyApp(t)
 		a.flush() // the instance's first flush, right after the deploy
-		a.at(40 * time.Second)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(40 * time.Second)
 		a.want("/api/orders/{id}", false, "observed in dual for only 40s of 24h")
 		a.want("/api/me", false, "observed in dual for only 40s of 24h")
 		a.want("/profile", false, "legacy mode: move it to dual first")
@@ -103,9 +110,7 @@ func TestReportReadiness(t *testing.T) {
 	t.Run("24h in dual, no session", func(t *testing.T) {
 		a := ftNewReadyApp(t)
 		a.flush()
-		a.at(time.Hour)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(time.Hour)
 		a.at(24 * time.Hour)
 		a.get("/api/orders/7", http.StatusOK, a.bearer)
 		a.get("/api/me", http.StatusUnauthorized, nil) // anonymous: no evidence either way
@@ -154,21 +159,15 @@ func TestReportReadiness(t *testing.T) {
 		}
 		a.flush()
 		for h := range 23 {
-			a.at(time.Duration(h) * time.Hour)
-			a.get("/api/orders/7", http.StatusOK, a.bearer)
-			a.flush()
+			a.bearerAt(time.Duration(h) * time.Hour)
 		}
 		a.at(23 * time.Hour)
 		a.b.ResetMode("/api/orders/{id}") // back to its configured dual
 		a.flush()
 		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.at(24 * time.Hour)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(24 * time.Hour)
 		a.want("/api/orders/{id}", false, "observed in dual for only 1h of 24h")
-		a.at(47 * time.Hour)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(47 * time.Hour)
 		a.want("/api/orders/{id}", true, "ready: in dual for 24h, no session request in the last 24h")
 		// A rollback to legacy stops the clock; dual again starts it anew.
 		if err := a.b.SetMode("/api/orders/{id}", bridge.Legacy); err != nil {
@@ -201,13 +200,9 @@ func TestReportReadiness(t *testing.T) {
 			a.want("/api/orders/{id}", false, "observed in dual for only 0s of 24h")
 		}
 		// It is gone: the clock starts at the next flush.
-		a.at(25 * time.Hour)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(25 * time.Hour)
 		a.want("/api/orders/{id}", false, "observed in dual for only 15h of 24h")
-		a.at(34 * time.Hour)
-		a.get("/api/orders/7", http.StatusOK, a.bearer)
-		a.flush()
+		a.bearerAt(34 * time.Hour)
 		a.want("/api/orders/{id}", true, "ready: in dual for 24h, no session request in the last 24h")
 	})
 }

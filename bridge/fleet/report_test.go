@@ -93,6 +93,20 @@ func ftKeyOrder(t testing.TB, data []byte) []string {
 	return keys
 }
 
+// ftRawReport decodes a report answer as JSON values (numbers as
+// json.Number), checking that it has exactly the report's keys.
+func ftRawReport(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var raw map[string]any
+	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("decode: %v\n%s", err, w.Body)
+	}
+	ftSameKeys(t, raw, "report", "generated_at", "scope", "app", "since", "totals", "routes", "distinct_sessions")
+	return raw
+}
+
 // ftTotalsKeys are the keys of the report's totals (plus "retired" when
 // sessions were retired).
 var ftTotalsKeys = []string{"session", "jwt_cookie", "jwt_bearer", "anonymous", "rejected", "converted"}
@@ -121,13 +135,7 @@ func TestReportJSONSchema(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", cc)
 	}
 
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		t.Fatalf("decode: %v\n%s", err, w.Body)
-	}
-	ftSameKeys(t, raw, "report", "generated_at", "scope", "app", "since", "totals", "routes", "distinct_sessions")
+	raw := ftRawReport(t, w)
 	ftSameKeys(t, raw["totals"], "totals", ftTotalsKeys...)
 	var parts struct {
 		Totals json.RawMessage
