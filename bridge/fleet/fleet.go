@@ -182,8 +182,8 @@ func New(cfg Config) (*Fleet, error) {
 }
 
 // Config returns the configuration the Fleet runs with, defaults filled
-// in (App and Prefix once known: an unattached Fleet named by neither has
-// them from its Bridge).
+// in. App and Prefix are empty until known: a Fleet that Config named by
+// neither takes them from the Bridge it is attached to.
 func (f *Fleet) Config() Config {
 	cfg := f.cfg
 	cfg.App = f.app()

@@ -259,6 +259,15 @@ func TestFleetNewConfig(t *testing.T) {
 	if _, err := f.Report(context.Background(), time.Time{}); !errors.Is(err, errUnnamed) {
 		t.Errorf("Report of a Fleet with no app: %v, want errUnnamed", err)
 	}
+	// Its pages say so, not that Redis did not answer.
+	if w := ftGetReport(t, f.ReportHandler(), ""); w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "name the app") {
+		t.Errorf("report of a Fleet with no app: %d %s, want 500 asking for its name", w.Code, w.Body)
+	}
+	w := httptest.NewRecorder()
+	f.DashboardHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/migration/", nil))
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "has no app") {
+		t.Errorf("dashboard of a Fleet with no app: %d, want 500 asking for its name", w.Code)
+	}
 	bridgetest.NewBridge(t, func(c *bridge.Config) { c.Fleet = f })
 	if got := f.Config(); got.App != bridgetest.Audience || got.Prefix != DefaultPrefix+":"+bridgetest.Audience {
 		t.Errorf("attached: app %q, prefix %q; want the Bridge's audience %q and %q", got.App, got.Prefix, bridgetest.Audience, DefaultPrefix+":"+bridgetest.Audience)
