@@ -96,8 +96,8 @@ type Bridge struct {
 	remote   []*remoteKeys
 }
 
-// New validates cfg and fills its defaults; an error names the field that
-// is wrong. It does no I/O and starts no goroutine.
+// New validates cfg (an error names the wrong field) and fills its
+// defaults; no I/O, no goroutine.
 func New(cfg Config) (*Bridge, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg:      cfg,
 		revoked:  newDenylist(),
 		routes:   newRouteTable(cfg.Routes, cfg.DefaultMode),
-		counters: new(counters),
+		counters: &counters{since: cfg.Now()},
 		log:      cfg.Logger,
 	}
 	if cfg.Sessions != nil {

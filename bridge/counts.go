@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
+	"time"
 )
 
 // counters are the in-process counts, one atomic per (route, mode,
@@ -20,6 +21,7 @@ type counters struct {
 	guestLogged [MaxRoutes]atomic.Bool
 	// handlerReads counts the session reads of handlers (WrapStore).
 	handlerReads [MaxRoutes]atomic.Uint64
+	since        time.Time // when counting began (New)
 }
 
 func (c *counters) request(route int, m Mode, s Source) {
@@ -201,6 +203,9 @@ func (rc RouteCounts) ByMode() iter.Seq2[Mode, SourceCounts] {
 		}
 	}
 }
+
+// CountsSince returns when the Bridge began counting (New, on its clock).
+func (b *Bridge) CountsSince() time.Time { return b.counters.since }
 
 // Snapshot returns the in-process counts of every route known, in order.
 func (b *Bridge) Snapshot() []RouteCounts {

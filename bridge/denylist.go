@@ -17,8 +17,8 @@ type Revocation struct {
 	Until   time.Time
 }
 
-// Deny refuses here, until r.Until or longer, the tokens r names, and
-// forgets expired revocations (a zero Revocation only does that).
+// Deny refuses here, until r.Until or longer, the tokens r names (a zero
+// Revocation only forgets expired ones).
 func (b *Bridge) Deny(r Revocation) {
 	if r.Session != "" && r.JTI == "" && r.SID == "" && b.sids != nil {
 		r.SID, r.Session = b.sids.sid(r.Session), ""

@@ -9,11 +9,9 @@ import (
 	"github.com/gorilla/sessions"
 )
 
-// WrapStore returns the app's store, watched: each Get counts a handler
-// session read for the request's route, and a Save that ends the session
-// (MaxAge < 0) or drops or changes its user revokes the tokens and clears
-// the JWT cookie in the same response. Handlers get the wrapped store;
-// Config.Sessions keeps the bare one.
+// WrapStore returns the store for the app's handlers: each Get is counted
+// for the route, and a Save that ends the session (MaxAge < 0) or changes
+// its user revokes its tokens and clears the JWT cookie in that response.
 func (b *Bridge) WrapStore(s sessions.Store) sessions.Store {
 	return &watchedStore{Store: s, b: b}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"embed"
+	"errors"
 	"html/template"
 	"net/http"
 	"slices"
@@ -61,6 +62,10 @@ func (f *Fleet) DashboardHandler() http.Handler {
 			return
 		}
 		rep, err := f.Report(r.Context(), since)
+		if errors.Is(err, errUnnamed) {
+			writeDashboardError(w, r, http.StatusInternalServerError, "The Fleet has no app: set fleet.Config.App (or Prefix), or give it to bridge.Config.Fleet.")
+			return
+		}
 		if err != nil {
 			f.log().Warn("fleet: dashboard unavailable", "error", err)
 			h.Set("Retry-After", "5")
@@ -166,6 +171,7 @@ type routeView struct {
 	More           []reasonView // beyond the top ones
 	Trend          trendView
 	Ready          bool
+	Reason         string // why it is ready or not (ReadyReason)
 }
 
 type reasonView struct {
@@ -224,6 +230,7 @@ func newDashboardView(rep *Report, since string) dashboardView {
 			Share:      newShareView(r.Counts),
 			Trend:      newTrendView(r.Hourly),
 			Ready:      r.ReadyToSwitch,
+			Reason:     r.ReadyReason,
 		}
 		rv.GuestsDominate = r.GuestSessions > 0 && r.GuestSessions >= r.Counts.Of(bridge.SourceSession)
 		rv.Rejections = sortedReasons(r.Rejections)

@@ -44,6 +44,14 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 	t.Helper()
 	srv := redistest.New(t)
 	f := ftNewFleet(t, Config{Redis: srv.Client()})
+	b, key, store, app := ftNewRoutesApp(t, clock, f)
+	return f, b, key, store, app
+}
+
+// ftNewRoutesApp is the app of ftNewDashboardApp with the Fleet f, or
+// with none (nil): all of its state in the process.
+func ftNewRoutesApp(t *testing.T, clock *bridgetest.Clock, f *Fleet) (*bridge.Bridge, *bridgetest.Key, *sessions.CookieStore, *httptest.Server) {
+	t.Helper()
 	store := sessions.NewCookieStore(bridgetest.HashKey)
 	router := mux.NewRouter()
 	for tmpl := range ftDashboardRoutes {
@@ -53,7 +61,9 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 		router.HandleFunc(tmpl, bridgetest.IdentityHandler)
 	}
 	b, key, _ := bridgetest.NewBridge(t, func(c *bridge.Config) {
-		c.Fleet = f
+		if f != nil {
+			c.Fleet = f
+		}
 		c.Sessions = bridge.StoreSource(store, bridgetest.SessionName)
 		c.Routes = ftDashboardRoutes
 		c.PublicRoutes = ftDashboardPublic
@@ -64,7 +74,7 @@ func ftNewDashboardApp(t *testing.T, clock *bridgetest.Clock) (*Fleet, *bridge.B
 	router.Use(b.Middleware)
 	app := httptest.NewServer(router)
 	t.Cleanup(app.Close)
-	return f, b, key, store, app
+	return b, key, store, app
 }
 
 // ftDashboardPage is what the browser reads off the dashboard.
@@ -104,12 +114,13 @@ type ftDashboardRow struct {
 	Reasons    []string          `json:"reasons"`
 	Ready      bool              `json:"ready"`
 	ReadyTitle string            `json:"readyTitle"`
+	NotReady   string            `json:"notReady"` // why a dual route is not ready
 	// Warn lists the row's warnings (guests); HandlerReads and App the
 	// counts shown under the route and the anonymous count.
 	Warn         string `json:"warn"`
 	HandlerReads string `json:"handlerReads"`
 	App          string `json:"app"`
-	Trend      struct {
+	Trend        struct {
 		Hours     string  `json:"hours"`
 		Polylines int     `json:"polylines"`
 		Points    int     `json:"points"`
@@ -146,7 +157,7 @@ const ftDashboardProbe = `(() => {
       counts: Object.fromEntries([...tr.querySelectorAll("[data-source]")].map((td) => [td.dataset.source, text(td)])),
       converted: text(tr.querySelector(".converted")),
       reasons: [...tr.querySelectorAll("[data-reason]")].map((li) => li.dataset.reason),
-      ready: !!ready, readyTitle: ready ? ready.title : "",
+      ready: !!ready, readyTitle: ready ? ready.title : "", notReady: text(tr.querySelector(".not-ready")),
       warn: [...tr.querySelectorAll("[data-warn]")].map((el) => el.dataset.warn).join(","),
       handlerReads: (tr.querySelector("[data-handler-reads]") || {dataset: {}}).dataset.handlerReads || "",
       app: (tr.querySelector("[data-app]") || {dataset: {}}).dataset.app || "",
@@ -252,7 +263,7 @@ func TestDashboardBrowser(t *testing.T) {
 	browser := ftChromium(t, 1280, 800)
 
 	clock := bridgetest.NewClock()
-	clock.Advance(-5 * time.Hour)
+	clock.Advance(-29 * time.Hour)
 	f, b, key, store, app := ftNewDashboardApp(t, clock)
 	session, _ := bridgetest.SaveSession(t, store, bridgetest.User("1"))
 	c := app.Client()
@@ -270,7 +281,7 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}
 
-	// Five hours ago: the legacy app, sessions only.
+	// 29 hours ago: the legacy app, sessions only.
 	get("/profile", 200, nil, session)
 	get("/profile", 200, nil, session)
 	get("/profile", 200, nil)
@@ -280,7 +291,7 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/healthz", 200, nil, session)
 	flush()
 
-	// Three hours ago: clients moving to JWTs.
+	// 27 hours ago: clients moving to JWTs.
 	clock.Advance(2 * time.Hour)
 	get("/api/me", 200, nil, session)
 	get("/api/me", 200, nil, &http.Cookie{Name: b.Config().CookieName, Value: mint("1")})
@@ -294,8 +305,8 @@ func TestDashboardBrowser(t *testing.T) {
 	get("/api/orders/8", 200, bridgetest.Bearer(mint("2")))
 	flush()
 
-	// Now.
-	clock.Advance(3 * time.Hour)
+	// Now: the dual routes have been dual for 29 hours.
+	clock.Advance(27 * time.Hour)
 	get("/api/orders/9", 200, bridgetest.Bearer(mint("1")))
 	get("/healthz", 200, nil)
 	flush()
@@ -332,6 +343,7 @@ func TestDashboardBrowser(t *testing.T) {
 		converted string
 		reasons   []string
 		ready     bool
+		notReady  string // the reason shown under a dual route not ready
 		session   string // session requests in the trend
 		jwt       string // JWT requests in the trend
 	}
@@ -340,6 +352,7 @@ func TestDashboardBrowser(t *testing.T) {
 			mode: "dual", group: "attention", share: 0.6, pct: "60%",
 			counts:    map[string]string{"session": "3", "jwt_cookie": "1", "jwt_bearer": "1", "anonymous": "1", "rejected": "0"},
 			converted: "3", reasons: []string{"no_credentials"}, session: "3", jwt: "2",
+			notReady: "no authenticated traffic in the last 24h",
 		},
 		"/api/orders": {
 			mode: "jwt", group: "attention", share: 0, pct: "0%",
@@ -417,8 +430,11 @@ func TestDashboardBrowser(t *testing.T) {
 		if row.Ready != w.ready {
 			t.Errorf("%s ready to switch: got %v, want %v", row.Route, row.Ready, w.ready)
 		}
-		if w.ready && !strings.Contains(row.ReadyTitle, "24h") {
-			t.Errorf("%s ready hint title: got %q, want it to name the 24h ReadyAfter period", row.Route, row.ReadyTitle)
+		if w.ready && (!strings.Contains(row.ReadyTitle, "24h") || !strings.HasPrefix(row.ReadyTitle, "ready: in dual for 29h")) {
+			t.Errorf("%s ready hint title: got %q, want the reason and the 24h ReadyAfter period", row.Route, row.ReadyTitle)
+		}
+		if row.NotReady != w.notReady {
+			t.Errorf("%s not-ready reason: got %q, want %q", row.Route, row.NotReady, w.notReady)
 		}
 		tr := row.Trend
 		if tr.Hours != "48" || tr.Polylines != 2 || tr.Points != 48 || tr.Width < 100 {
@@ -796,7 +812,7 @@ func TestDashboardErrors(t *testing.T) {
 			var f *Fleet
 			if tt.unattached {
 				var err error
-				if f, err = New(Config{Redis: tt.rdb}); err != nil {
+				if f, err = New(Config{Redis: tt.rdb, App: bridgetest.Audience}); err != nil {
 					t.Fatal(err)
 				}
 			} else {

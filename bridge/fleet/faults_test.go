@@ -96,7 +96,7 @@ func TestFaultRedisRestartedEmpty(t *testing.T) {
 	if seq != pendingSeq+1 {
 		t.Errorf("sequence after the restart: got %d, want the pending batch %d then one new batch", seq, pendingSeq)
 	}
-	if got, err := rdb.Get(ctx, fl.seqKey).Uint64(); err != nil || got != seq {
+	if got, err := rdb.Get(ctx, ftSeqKey(t, nd.f)).Uint64(); err != nil || got != seq {
 		t.Errorf("seq key on the fresh server: got %d (%v), want %d", got, err, seq)
 	}
 

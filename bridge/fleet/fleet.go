@@ -14,10 +14,12 @@
 //	defer f.Close() // after http.Server.Shutdown: the final flush
 //
 // A Fleet that no Bridge uses reads and steers the fleet's state from
-// outside (bridgectl does).
+// outside (bridgectl does). An app without Redis has no Fleet: it serves
+// its own in-process counts with InstanceReportHandler.
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -55,10 +57,16 @@ type Config struct {
 	// Redis is the client: a *redis.Client, a sentinel failover client or
 	// a *redis.ClusterClient. Required. Set ContextTimeoutEnabled on it.
 	Redis redis.UniversalClient
+	// App names the app whose fleet this is: the instances of one app
+	// share it, two apps never do. The report names it ("app"), and it
+	// makes the default Prefix. Default: the attached Bridge's Audience
+	// (bridge.Config.Audience, the app its tokens are for). No braces.
+	App string
 	// Prefix names the fleet's keys ({prefix}:…, one hash tag, so that a
-	// Redis Cluster keeps them in one slot). Default "sessionbridge".
-	// Instances of one fleet share it; apps that share a Redis each need
-	// their own.
+	// Redis Cluster keeps them in one slot). Default DefaultPrefix + ":" +
+	// App ("sessionbridge:shop"), so that apps sharing a Redis never share
+	// keys. Earlier releases used DefaultPrefix alone: set Prefix to
+	// DefaultPrefix to keep those keys (docs/upgrading.md). No braces.
 	Prefix string
 	// InstanceID names this instance in the flush bookkeeping. Default: a
 	// random ID per process.
@@ -95,10 +103,13 @@ type Config struct {
 // Fleet is one instance's view of the fleet-wide state in Redis. Build it
 // with New; it is safe for concurrent use.
 type Fleet struct {
-	cfg  Config
-	keys keys
-	b    atomic.Pointer[bridge.Bridge] // set once by Attach
-	fl   *flusher
+	cfg Config
+	// k are the fleet's keys: fixed by New when Config names the fleet
+	// (App or Prefix), else by Attach, from the Bridge's Audience.
+	k      atomic.Pointer[keys]
+	b      atomic.Pointer[bridge.Bridge] // set once by Attach
+	attach sync.Mutex                    // one Attach at a time
+	fl     *flusher
 	// The Bridge's logger and clock, where Config has none (Attach).
 	bridgeLog atomic.Pointer[slog.Logger]
 	bridgeNow atomic.Pointer[func() time.Time]
@@ -120,11 +131,11 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("fleet: Config.Redis is required")
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
-	}
 	if strings.ContainsAny(cfg.Prefix, "{}") {
 		return nil, errors.New("fleet: Config.Prefix must not contain braces (it becomes the hash tag)")
+	}
+	if strings.ContainsAny(cfg.App, "{}") {
+		return nil, errors.New("fleet: Config.App must not contain braces (it names the hash tag)")
 	}
 	for _, d := range []struct {
 		name string
@@ -157,28 +168,51 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	f := &Fleet{
 		cfg:        cfg,
-		keys:       newKeys(cfg.Prefix),
 		fleetModes: make(map[string]struct{}),
 		closed:     make(chan struct{}),
 
 		sessionEventsEvery: sessionEventsCheck,
+	}
+	if cfg.Prefix != "" || cfg.App != "" {
+		k := newKeys(cmp.Or(cfg.Prefix, appPrefix(cfg.App)))
+		f.k.Store(&k)
 	}
 	f.fl = newFlusher(f)
 	return f, nil
 }
 
 // Config returns the configuration the Fleet runs with, defaults filled
-// in.
-func (f *Fleet) Config() Config { return f.cfg }
+// in. App and Prefix are empty until known: a Fleet that Config named by
+// neither takes them from the Bridge it is attached to.
+func (f *Fleet) Config() Config {
+	cfg := f.cfg
+	cfg.App = f.app()
+	if k := f.k.Load(); k != nil {
+		cfg.Prefix = k.prefix
+	}
+	return cfg
+}
 
 // Attach binds the Fleet to the Bridge it serves; bridge.New calls it. A
 // Fleet serves one Bridge: a second Attach is an error. The Bridge's
-// logger and clock become the Fleet's where Config left them unset.
+// logger and clock become the Fleet's where Config left them unset, and a
+// Fleet that Config did not name (App, Prefix) takes its keys from the
+// Bridge's Audience.
 func (f *Fleet) Attach(b *bridge.Bridge) error {
 	bc := b.Config()
-	if !f.b.CompareAndSwap(nil, b) {
+	f.attach.Lock()
+	defer f.attach.Unlock()
+	if f.b.Load() != nil {
 		return errors.New("fleet: already attached to a Bridge")
 	}
+	if f.k.Load() == nil {
+		if strings.ContainsAny(bc.Audience, "{}") {
+			return fmt.Errorf("fleet: the Bridge's Audience %q has braces and cannot name the fleet's keys: set fleet.Config.App or Prefix", bc.Audience)
+		}
+		k := newKeys(appPrefix(bc.Audience))
+		f.k.Store(&k)
+	}
+	f.b.Store(b)
 	if f.cfg.Logger == nil {
 		f.bridgeLog.Store(bc.Logger)
 	}
@@ -231,6 +265,9 @@ func (f *Fleet) Run(ctx context.Context) error {
 		case <-f.closed:
 		}
 		return nil
+	}
+	if k, err := f.keys(); err == nil {
+		f.warnOldKeys(ctx, k)
 	}
 	go f.watchRevocations(ctx, b)
 	// Once sessions are retired, deleting one right after its conversion

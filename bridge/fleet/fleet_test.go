@@ -27,6 +27,23 @@ func ftNewFleet(t testing.TB, cfg Config) *Fleet {
 	return f
 }
 
+// ftKeys returns f's keys, failing the test when it has none yet.
+func ftKeys(t testing.TB, f *Fleet) keys {
+	t.Helper()
+	k, err := f.keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// ftSeqKey returns the sequence key of f's run.
+func ftSeqKey(t testing.TB, f *Fleet) string { return f.fl.seqKey(ftKeys(t, f)) }
+
+// ftDefaultKeys are the keys of a Fleet with neither App nor Prefix
+// attached to a bridgetest Bridge: its audience names them.
+var ftDefaultKeys = newKeys(appPrefix(bridgetest.Audience))
+
 // ftRun runs f until the test ends, then closes it.
 func ftRun(t testing.TB, f *Fleet) {
 	ctx, cancel := context.WithCancel(context.Background())

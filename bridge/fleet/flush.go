@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,13 @@ import (
 //	{p}:s:YYYYMMDD     HyperLogLog of distinct session hashes per day
 //	{p}:modes          hash route → mode: run-time overrides (bridgectl)
 //	{p}:effective      hash route → mode: the modes instances run with
+//	{p}:apps           hash app → unix seconds of its last flush: whose
+//	                   counts these are (two apps sharing a prefix show)
+//	{p}:dual           hash route → unix seconds: since when every instance
+//	                   that flushed has run the route in dual mode (set
+//	                   with HSETNX by an instance running it in dual, deleted
+//	                   by one running it in another mode), expiring after
+//	                   the retention
 //	{p}:revoked        sorted set of revocations
 //	{p}:revocations    stream of the latest revocations
 
@@ -64,15 +72,17 @@ return 1
 `)
 
 // keys names the fleet keys under a prefix.
-type keys struct{ p string }
+type keys struct{ prefix, p string }
 
-func newKeys(prefix string) keys { return keys{p: "{" + prefix + "}"} }
+func newKeys(prefix string) keys { return keys{prefix: prefix, p: "{" + prefix + "}"} }
 
 func (k keys) hour(t time.Time) string { return k.p + ":h:" + t.UTC().Format("2006010215") }
 func (k keys) day(t time.Time) string  { return k.p + ":s:" + t.UTC().Format("20060102") }
 func (k keys) seq(run string) string   { return k.p + ":seq:" + run }
 func (k keys) modes() string           { return k.p + ":modes" }
 func (k keys) effective() string       { return k.p + ":effective" }
+func (k keys) dual() string            { return k.p + ":dual" }
+func (k keys) apps() string            { return k.p + ":apps" }
 func (k keys) revoked() string         { return k.p + ":revoked" }
 func (k keys) revocations() string     { return k.p + ":revocations" }
 
@@ -107,16 +117,16 @@ func (k countKey) String() string {
 
 // flusher moves a Bridge's in-process counters to Redis.
 type flusher struct {
-	f      *Fleet
-	rdb    redis.UniversalClient
-	keys   keys
-	seqKey string // this run's sequence key
-	ttl    time.Duration
+	f   *Fleet
+	rdb redis.UniversalClient
+	run string // this run's name in its sequence key: instance ID and a random suffix
+	ttl time.Duration
 
-	mu       sync.Mutex // one flush at a time
-	seq      uint64
-	baseline map[countKey]uint64 // counts already put in a batch
-	pending  *batch
+	mu         sync.Mutex // one flush at a time
+	seq        uint64
+	baseline   map[countKey]uint64 // counts already put in a batch
+	pending    *batch
+	sharedWith string // the other apps last warned about (warnShared)
 
 	sidMu   sync.Mutex
 	sids    map[string]struct{}
@@ -139,8 +149,7 @@ func newFlusher(f *Fleet) *flusher {
 	return &flusher{
 		f:        f,
 		rdb:      f.cfg.Redis,
-		keys:     f.keys,
-		seqKey:   f.keys.seq(f.cfg.InstanceID + ":" + hex.EncodeToString(run[:])),
+		run:      f.cfg.InstanceID + ":" + hex.EncodeToString(run[:]),
 		ttl:      f.cfg.Retention,
 		baseline: make(map[countKey]uint64),
 		sids:     make(map[string]struct{}),
@@ -210,6 +219,10 @@ func (fl *flusher) next(b *bridge.Bridge, now time.Time) *batch {
 // each; it stops at the first failure and keeps that batch for the next
 // attempt.
 func (fl *flusher) flush(ctx context.Context, b *bridge.Bridge) error {
+	k, err := fl.f.keys()
+	if err != nil {
+		return err
+	}
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	now := fl.f.now()
@@ -218,7 +231,7 @@ func (fl *flusher) flush(ctx context.Context, b *bridge.Bridge) error {
 		if !resend {
 			fl.pending = fl.next(b, now)
 		}
-		if err := fl.send(ctx, b, fl.pending, now); err != nil {
+		if err := fl.send(ctx, k, b, fl.pending, now); err != nil {
 			fl.errors.Add(1)
 			if fl.pending != nil {
 				fl.pendingCount.Store(fl.pending.total)
@@ -238,8 +251,9 @@ func (fl *flusher) flush(ctx context.Context, b *bridge.Bridge) error {
 }
 
 // send applies bt (which may be nil) and the session hashes in one
-// pipeline, and publishes the modes this instance runs with.
-func (fl *flusher) send(ctx context.Context, b *bridge.Bridge, bt *batch, now time.Time) error {
+// pipeline, publishes the modes this instance runs with, and notes the
+// app as one whose counts the prefix holds.
+func (fl *flusher) send(ctx context.Context, k keys, b *bridge.Bridge, bt *batch, now time.Time) error {
 	fl.sidMu.Lock()
 	sids := make([]any, 0, len(fl.sids))
 	for s := range fl.sids {
@@ -247,24 +261,31 @@ func (fl *flusher) send(ctx context.Context, b *bridge.Bridge, bt *batch, now ti
 	}
 	fl.sidMu.Unlock()
 
+	app := fl.f.app()
+	var apps *redis.MapStringStringCmd
 	_, err := fl.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if bt != nil {
 			args := append([]any{bt.seq, int64(fl.ttl / time.Second)}, bt.fields...)
-			flushScript.Eval(ctx, p, []string{fl.seqKey, fl.keys.hour(bt.at)}, args...)
+			flushScript.Eval(ctx, p, []string{fl.seqKey(k), k.hour(bt.at)}, args...)
 		}
 		if len(sids) > 0 {
-			p.PFAdd(ctx, fl.keys.day(now), sids...)
-			p.Expire(ctx, fl.keys.day(now), fl.ttl)
+			p.PFAdd(ctx, k.day(now), sids...)
+			p.Expire(ctx, k.day(now), fl.ttl)
 		}
-		if modes := effectiveModes(b); len(modes) > 0 {
-			p.HSet(ctx, fl.keys.effective(), modes)
-			p.Expire(ctx, fl.keys.effective(), fl.ttl)
+		if modes := routeModes(b); len(modes) > 0 {
+			p.HSet(ctx, k.effective(), effectiveModes(modes))
+			p.Expire(ctx, k.effective(), fl.ttl)
+			fl.dualClock(ctx, p, k, modes, now)
 		}
+		p.HSet(ctx, k.apps(), app, now.Unix())
+		p.Expire(ctx, k.apps(), fl.ttl)
+		apps = p.HGetAll(ctx, k.apps())
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("fleet: flush counters to redis: %w", err)
 	}
+	fl.warnShared(k, app, appsSince(apps.Val(), now.Add(-fl.ttl)))
 	if len(sids) > 0 {
 		fl.sidMu.Lock()
 		for _, s := range sids {
@@ -291,13 +312,51 @@ func routeModes(b *bridge.Bridge) map[string]bridge.Mode {
 }
 
 // effectiveModes is routeModes as the hash the fleet publishes.
-func effectiveModes(b *bridge.Bridge) map[string]any {
-	modes := routeModes(b)
+func effectiveModes(modes map[string]bridge.Mode) map[string]any {
 	out := make(map[string]any, len(modes))
 	for route, m := range modes {
 		out[route] = m.String()
 	}
 	return out
+}
+
+// dualClock keeps the fleet's record of since when each route has run in
+// dual mode (readiness, in the report): a route this instance runs in
+// dual keeps the time already recorded, or gets now; a route it runs in
+// another mode loses its record, so that the clock starts again when the
+// route is dual on every instance. The hash expires with the retention.
+func (fl *flusher) dualClock(ctx context.Context, p redis.Pipeliner, k keys, modes map[string]bridge.Mode, now time.Time) {
+	stamp := strconv.FormatInt(now.Unix(), 10)
+	var other []string
+	for route, m := range modes {
+		if m == bridge.Dual {
+			p.HSetNX(ctx, k.dual(), route, stamp)
+		} else {
+			other = append(other, route)
+		}
+	}
+	if len(other) > 0 {
+		p.HDel(ctx, k.dual(), other...)
+	}
+	p.Expire(ctx, k.dual(), fl.ttl)
+}
+
+// seqKey is this run's sequence key.
+func (fl *flusher) seqKey(k keys) string { return k.seq(fl.run) }
+
+// warnShared logs, once per change, the other apps that flushed counts
+// under this fleet's prefix within the retention (apps, sorted by their
+// last flush): their counts are merged with this app's. It runs under
+// fl.mu.
+func (fl *flusher) warnShared(k keys, app string, apps []string) {
+	others := slices.DeleteFunc(apps, func(a string) bool { return a == app })
+	if key := strings.Join(others, ","); key != fl.sharedWith {
+		fl.sharedWith = key
+		if key != "" {
+			fl.f.log().Error("fleet: other apps flush their counts under this fleet's prefix: the reports merge them. Give each app its own fleet.Config.Prefix (or leave it unset: the default is per app)",
+				"prefix", k.prefix, "app", app, "other_apps", others)
+		}
+	}
 }
 
 // unflushed counts the requests not applied in Redis.

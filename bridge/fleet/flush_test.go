@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -225,8 +226,9 @@ func ftWarmPool(t testing.TB, c *redis.Client, n int) {
 
 // TestFleetNewConfig: New fills the defaults, keeps what it is given and
 // refuses a missing Redis, negative durations, a retention shorter than
-// an hour and braces in the prefix (it becomes the hash tag), naming the
-// field.
+// an hour and braces in the prefix or the app (they become the hash tag),
+// naming the field. The prefix is per app: App's, else the attached
+// Bridge's audience's.
 func TestFleetNewConfig(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // New does no I/O
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -250,8 +252,37 @@ func TestFleetNewConfig(t *testing.T) {
 			t.Errorf("default %s: got %v, want %v", d.name, d.got, d.want)
 		}
 	}
-	if got.Prefix != DefaultPrefix || got.InstanceID == "" || got.Redis != rdb {
-		t.Errorf("defaults: prefix %q, instance %q, redis %v; want %q, a random ID, the client", got.Prefix, got.InstanceID, got.Redis, DefaultPrefix)
+	if got.Prefix != "" || got.App != "" || got.InstanceID == "" || got.Redis != rdb {
+		t.Errorf("defaults: prefix %q, app %q, instance %q, redis %v; want no prefix or app before a Bridge names them, a random ID, the client",
+			got.Prefix, got.App, got.InstanceID, got.Redis)
+	}
+	if _, err := f.Report(context.Background(), time.Time{}); !errors.Is(err, errUnnamed) {
+		t.Errorf("Report of a Fleet with no app: %v, want errUnnamed", err)
+	}
+	// Its pages say so, not that Redis did not answer.
+	if w := ftGetReport(t, f.ReportHandler(), ""); w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "name the app") {
+		t.Errorf("report of a Fleet with no app: %d %s, want 500 asking for its name", w.Code, w.Body)
+	}
+	w := httptest.NewRecorder()
+	f.DashboardHandler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/migration/", nil))
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "has no app") {
+		t.Errorf("dashboard of a Fleet with no app: %d, want 500 asking for its name", w.Code)
+	}
+	bridgetest.NewBridge(t, func(c *bridge.Config) { c.Fleet = f })
+	if got := f.Config(); got.App != bridgetest.Audience || got.Prefix != DefaultPrefix+":"+bridgetest.Audience {
+		t.Errorf("attached: app %q, prefix %q; want the Bridge's audience %q and %q", got.App, got.Prefix, bridgetest.Audience, DefaultPrefix+":"+bridgetest.Audience)
+	}
+	named, err := New(Config{Redis: rdb, App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridgetest.NewBridge(t, func(c *bridge.Config) { c.Fleet = named })
+	if got := named.Config(); got.App != "shop" || got.Prefix != "sessionbridge:shop" {
+		t.Errorf("App shop: app %q, prefix %q; want shop, sessionbridge:shop", got.App, got.Prefix)
+	}
+	unnamed, _ := New(Config{Redis: rdb})
+	if _, err := bridge.New(bridge.Config{SigningKey: bridgetest.NewKey(t).Key, Issuer: bridgetest.Issuer, Audience: "a{b}", Fleet: unnamed}); err == nil || !strings.Contains(err.Error(), "Config.App") {
+		t.Errorf("an audience with braces naming the keys: %v, want an error pointing to Config.App", err)
 	}
 	if other, _ := New(Config{Redis: rdb}); other.Config().InstanceID == got.InstanceID {
 		t.Errorf("two Fleets got the same random InstanceID %q", got.InstanceID)
@@ -284,6 +315,7 @@ func TestFleetNewConfig(t *testing.T) {
 		{"opening brace in Prefix", func(c *Config) { c.Prefix = "{shop" }, "Config.Prefix"},
 		{"closing brace in Prefix", func(c *Config) { c.Prefix = "shop}" }, "Config.Prefix"},
 		{"hash tag as Prefix", func(c *Config) { c.Prefix = "{shop}" }, "Config.Prefix"},
+		{"brace in App", func(c *Config) { c.App = "shop}" }, "Config.App"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := Config{Redis: rdb}
@@ -508,18 +540,18 @@ func TestFleetExactlyOnce(t *testing.T) {
 	if bt == nil || bt.total == 0 {
 		t.Fatal("no batch to re-send")
 	}
-	if err := fl.send(ctx, in[0].b, bt, now); err != nil {
+	if err := fl.send(ctx, ftKeys(t, in[0].f), in[0].b, bt, now); err != nil {
 		t.Fatalf("send: %v", err)
 	}
 	afterFirst := ftFromReport(t, ftReport(t, in[0].f))
 	ftCompare(t, "report after the batch", afterFirst, tr.Tally.Want())
-	if err := fl.send(ctx, in[0].b, bt, now); err != nil {
+	if err := fl.send(ctx, ftKeys(t, in[0].f), in[0].b, bt, now); err != nil {
 		t.Fatalf("send again: %v", err)
 	}
 	ftCompare(t, "report after the same batch twice", ftFromReport(t, ftReport(t, in[0].f)), afterFirst)
 	// The script itself says it skipped it.
 	args := append([]any{bt.seq, int64(fl.ttl / time.Second)}, bt.fields...)
-	if n, err := flushScript.Run(ctx, srv.Client(), []string{fl.seqKey, fl.keys.hour(bt.at)}, args...).Int(); err != nil || n != 0 {
+	if n, err := flushScript.Run(ctx, srv.Client(), []string{ftSeqKey(t, in[0].f), ftKeys(t, in[0].f).hour(bt.at)}, args...).Int(); err != nil || n != 0 {
 		t.Errorf("flushScript on an applied batch: %d, %v; want 0 (skipped)", n, err)
 	}
 	flushedBefore := in[0].f.Stats().Flushed
@@ -686,8 +718,8 @@ func TestFlushPendingWhileRedisDown(t *testing.T) {
 	if err := flush(); err != nil {
 		t.Fatal(err)
 	}
-	if calls := bridgetest.RedisCalls(t, srv); calls["eval"] != 1 || calls["hset"] != 1 {
-		t.Errorf("one flush ran %v; want one batch and one publication of the modes", calls)
+	if calls := bridgetest.RedisCalls(t, srv); calls["eval"] != 1 || calls["hset"] != 2 {
+		t.Errorf("one flush ran %v; want one batch, one publication of the modes and one of the app", calls)
 	}
 
 	// Close with Redis hung: bounded, an error, the loss reported.
@@ -825,7 +857,7 @@ func TestFleetRedisKeys(t *testing.T) {
 				c.Fleet = f
 			})
 			router.Use(b.Middleware)
-			tag := "{" + DefaultPrefix + "}"
+			tag := "{" + DefaultPrefix + ":" + bridgetest.Audience + "}"
 			if prefix != "" {
 				tag = "{" + prefix + "}"
 			}
@@ -866,7 +898,7 @@ func TestFleetRedisKeys(t *testing.T) {
 			if err := f.Flush(ctx); err != nil {
 				t.Fatal(err)
 			}
-			admin, err := New(Config{Redis: rdb, Prefix: prefix})
+			admin, err := New(Config{Redis: rdb, Prefix: prefix, App: bridgetest.Audience})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -928,7 +960,7 @@ func TestFleetRedisKeys(t *testing.T) {
 			}
 
 			// Distinct sessions: 50 sessions × 3 requests.
-			if want := f.keys.day(time.Now()); day != want && time.Now().UTC().Hour() != 0 {
+			if want := ftKeys(t, f).day(time.Now()); day != want && time.Now().UTC().Hour() != 0 {
 				t.Errorf("session HyperLogLog %q, want today's %q", day, want)
 			}
 			n, err := rdb.PFCount(ctx, day).Result()
@@ -993,7 +1025,7 @@ func TestFleetRunModes(t *testing.T) {
 		c.FlushInterval = 20 * time.Millisecond
 		c.FlushTimeout = 50 * time.Millisecond
 	})
-	fl, err := New(Config{Redis: srv.Client()})
+	fl, err := New(Config{Redis: srv.Client(), App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1075,7 +1107,7 @@ func TestFleetRunModes(t *testing.T) {
 func TestFleetModesUnknownRoute(t *testing.T) {
 	srv := redistest.New(t)
 	tr := bridgetest.NewTraffic(t, 1)
-	fl, err := New(Config{Redis: srv.Client()})
+	fl, err := New(Config{Redis: srv.Client(), App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}

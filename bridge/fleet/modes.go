@@ -10,7 +10,11 @@ import (
 
 // Modes returns the run-time mode overrides.
 func (f *Fleet) Modes(ctx context.Context) (map[string]bridge.Mode, error) {
-	raw, err := f.cfg.Redis.HGetAll(ctx, f.keys.modes()).Result()
+	k, err := f.keys()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := f.cfg.Redis.HGetAll(ctx, k.modes()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: read run-time modes: %w", err)
 	}
@@ -31,7 +35,11 @@ func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error 
 	if err := bridge.CheckRouteMode(route, m); err != nil {
 		return err
 	}
-	if err := f.cfg.Redis.HSet(ctx, f.keys.modes(), route, m.String()).Err(); err != nil {
+	k, err := f.keys()
+	if err != nil {
+		return err
+	}
+	if err := f.cfg.Redis.HSet(ctx, k.modes(), route, m.String()).Err(); err != nil {
 		return fmt.Errorf("fleet: set run-time mode: %w", err)
 	}
 	return nil
@@ -40,7 +48,11 @@ func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error 
 // ResetMode drops the override of route: instances return to their
 // configured mode.
 func (f *Fleet) ResetMode(ctx context.Context, route string) error {
-	if err := f.cfg.Redis.HDel(ctx, f.keys.modes(), route).Err(); err != nil {
+	k, err := f.keys()
+	if err != nil {
+		return err
+	}
+	if err := f.cfg.Redis.HDel(ctx, k.modes(), route).Err(); err != nil {
 		return fmt.Errorf("fleet: reset run-time mode: %w", err)
 	}
 	return nil
@@ -49,7 +61,11 @@ func (f *Fleet) ResetMode(ctx context.Context, route string) error {
 // EffectiveModes returns the modes the instances published at their last
 // flush, by route.
 func (f *Fleet) EffectiveModes(ctx context.Context) (map[string]string, error) {
-	m, err := f.cfg.Redis.HGetAll(ctx, f.keys.effective()).Result()
+	k, err := f.keys()
+	if err != nil {
+		return nil, err
+	}
+	m, err := f.cfg.Redis.HGetAll(ctx, k.effective()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: read effective modes: %w", err)
 	}

@@ -83,20 +83,47 @@ type RouteReport struct {
 	// seen).
 	Rejections bridge.ReasonCounts `json:"rejections"`
 
-	// Hourly counts (oldest first, one per hour of the window) and
-	// ReadyToSwitch feed the dashboard and the CLI; they are not part of
-	// the JSON report.
-	Hourly        []HourCounts `json:"-"`
-	ReadyToSwitch bool         `json:"-"`
+	// ReadyToSwitch marks a dual route ready to move to jwt: every
+	// instance has run it in dual mode for the whole ReadyAfter period,
+	// requests in that period were authenticated, and none by a session.
+	ReadyToSwitch bool `json:"ready_to_switch"`
+	// ReadyReason says why the route is or is not ready, in words: "observed
+	// in dual for only 3h of 24h", "12 session requests in the last 24h",
+	// "ready: in dual for 2d 3h, no session request in the last 24h".
+	ReadyReason string `json:"ready_reason"`
+
+	// Hourly counts (oldest first, one per hour of the window) feed the
+	// dashboard and the CLI; they are not part of the JSON report.
+	Hourly []HourCounts `json:"-"`
 }
 
-// Report is the fleet-wide migration report.
+// Scopes of a Report: whose counts it holds.
+const (
+	// ScopeFleet: every instance's counts, from the hourly buckets in
+	// Redis (Fleet.Report).
+	ScopeFleet = "fleet"
+	// ScopeInstance: one process's in-process counts, for an app without
+	// a Fleet (InstanceReport).
+	ScopeInstance = "instance"
+)
+
+// Report is the migration report: fleet-wide (Fleet.Report), or one
+// instance's without Redis (InstanceReport).
 type Report struct {
-	GeneratedAt time.Time     `json:"generated_at"`
-	Scope       string        `json:"scope"`
-	Since       time.Time     `json:"since"`
-	Totals      Totals        `json:"totals"`
-	Routes      []RouteReport `json:"routes"`
+	GeneratedAt time.Time `json:"generated_at"`
+	// Scope is ScopeFleet or ScopeInstance.
+	Scope string `json:"scope"`
+	// App names the app whose counts these are: the Fleet's Config.App,
+	// else its Bridge's Audience; for a Fleet named by its Prefix alone
+	// (bridgectl --prefix), the app that flushed last.
+	App string `json:"app_name"`
+	// SharedWith names the other apps that flushed counts under the same
+	// prefix in the window: their counts are merged into this report.
+	// Empty unless apps share a Prefix; give each its own.
+	SharedWith []string      `json:"shared_with,omitempty"`
+	Since      time.Time     `json:"since"`
+	Totals     Totals        `json:"totals"`
+	Routes     []RouteReport `json:"routes"`
 	// DistinctSessions estimates (HyperLogLog) the distinct legacy
 	// sessions seen in the window's days: sessions still in use.
 	DistinctSessions int64 `json:"distinct_sessions"`
@@ -116,7 +143,10 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		modes = routeModes(b)
 		public = b.Config().PublicRoutes
 	}
-	k := f.keys
+	k, err := f.keys()
+	if err != nil {
+		return nil, err
+	}
 	now := f.now().UTC()
 	oldest := now.Add(-f.cfg.Retention).Truncate(time.Hour)
 	if since.IsZero() || since.Before(oldest) {
@@ -134,8 +164,8 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 
 	hourCmds := make([]*redis.MapStringStringCmd, len(hours))
 	var pf *redis.IntCmd
-	var effective, overrides *redis.MapStringStringCmd
-	_, err := f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var effective, overrides, dual, apps *redis.MapStringStringCmd
+	_, err = f.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, h := range hours {
 			hourCmds[i] = p.HGetAll(ctx, k.hour(h))
 		}
@@ -144,13 +174,24 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		}
 		effective = p.HGetAll(ctx, k.effective())
 		overrides = p.HGetAll(ctx, k.modes())
+		dual = p.HGetAll(ctx, k.dual())
+		apps = p.HGetAll(ctx, k.apps())
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("fleet: read report: %w", err)
 	}
 
-	rep := &Report{GeneratedAt: now, Scope: "fleet", Since: since, Routes: []RouteReport{}}
+	rep := &Report{GeneratedAt: now, Scope: ScopeFleet, App: f.app(), Since: since, Routes: []RouteReport{}}
+	flushed := appsSince(apps.Val(), since)
+	if rep.App == "" && len(flushed) > 0 {
+		rep.App = flushed[0] // named by its Prefix alone: the app that flushed last
+	}
+	for _, a := range flushed {
+		if a != rep.App {
+			rep.SharedWith = append(rep.SharedWith, a)
+		}
+	}
 	if pf != nil {
 		rep.DistinctSessions = pf.Val()
 	}
@@ -216,36 +257,53 @@ func (f *Fleet) Report(ctx context.Context, since time.Time) (*Report, error) {
 		r.Mode = m.String()
 		r.Public = slices.Contains(public, name)
 		r.SessionShare = r.Counts.SessionShare()
-		r.ReadyToSwitch = m == bridge.Dual && readyToSwitch(r.Hourly, now, rep.ReadyAfter)
-		for s, n := range r.Counts.All() {
-			rep.Totals.Add(s, n)
-		}
-		rep.Totals.Converted += r.Converted
-		rep.Totals.Retired += r.Retired
-		rep.Routes = append(rep.Routes, *r)
+		r.ReadyToSwitch, r.ReadyReason = readiness(m, r.Hourly, dualSince(dual.Val()[name]), now, rep.ReadyAfter)
+		rep.add(*r)
 	}
-	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
+	rep.sortRoutes()
 	return rep, nil
 }
 
-// readyToSwitch: over the last period, requests were authenticated and
-// none by a session.
-func readyToSwitch(hourly []HourCounts, now time.Time, period time.Duration) bool {
-	from := now.Add(-period)
-	if len(hourly) == 0 || hourly[0].Hour.After(from) {
-		return false // the window does not cover the period
+// appsSince lists the apps of a fleet's apps hash (app → unix seconds of
+// its last flush) that flushed at or after since, the latest first.
+func appsSince(apps map[string]string, since time.Time) []string {
+	type flushed struct {
+		app string
+		at  int64
 	}
-	var authenticated uint64
-	for _, h := range hourly {
-		if h.Hour.Add(time.Hour).Before(from) {
-			continue
+	var fs []flushed
+	for app, v := range apps {
+		at, err := strconv.ParseInt(v, 10, 64)
+		if err == nil && at >= since.Unix() {
+			fs = append(fs, flushed{app, at})
 		}
-		if h.Counts.Of(bridge.SourceSession) > 0 {
-			return false
-		}
-		authenticated += h.Counts.Authenticated()
 	}
-	return authenticated > 0
+	sort.Slice(fs, func(i, j int) bool {
+		if fs[i].at != fs[j].at {
+			return fs[i].at > fs[j].at
+		}
+		return fs[i].app < fs[j].app
+	})
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.app
+	}
+	return out
+}
+
+// add appends a route to the report and adds its counts to the totals.
+func (rep *Report) add(r RouteReport) {
+	for s, n := range r.Counts.All() {
+		rep.Totals.Add(s, n)
+	}
+	rep.Totals.Converted += r.Converted
+	rep.Totals.Retired += r.Retired
+	rep.Routes = append(rep.Routes, r)
+}
+
+// sortRoutes sorts the routes by name.
+func (rep *Report) sortRoutes() {
+	sort.Slice(rep.Routes, func(i, j int) bool { return rep.Routes[i].Route < rep.Routes[j].Route })
 }
 
 // sinceParam parses the report's ?since= parameter: an RFC 3339 time or a
@@ -275,15 +333,24 @@ func (f *Fleet) ReportHandler() http.Handler {
 			return
 		}
 		rep, err := f.Report(r.Context(), since)
+		if errors.Is(err, errUnnamed) {
+			http.Error(w, "report unavailable: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 		if err != nil {
 			f.log().Warn("fleet: report unavailable", "error", err)
 			http.Error(w, "report unavailable: redis did not answer", http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rep)
+		writeJSON(w, rep)
 	})
+}
+
+// writeJSON answers with rep as indented JSON, never cached.
+func writeJSON(w http.ResponseWriter, rep *Report) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rep)
 }

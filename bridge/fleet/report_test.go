@@ -93,6 +93,20 @@ func ftKeyOrder(t testing.TB, data []byte) []string {
 	return keys
 }
 
+// ftRawReport decodes a report answer as JSON values (numbers as
+// json.Number), checking that it has exactly the report's keys.
+func ftRawReport(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var raw map[string]any
+	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("decode: %v\n%s", err, w.Body)
+	}
+	ftSameKeys(t, raw, "report", "generated_at", "scope", "app_name", "since", "totals", "routes", "distinct_sessions")
+	return raw
+}
+
 // ftTotalsKeys are the keys of the report's totals (plus "retired" when
 // sessions were retired).
 var ftTotalsKeys = []string{"session", "jwt_cookie", "jwt_bearer", "app", "anonymous", "rejected", "converted"}
@@ -121,13 +135,7 @@ func TestReportJSONSchema(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", cc)
 	}
 
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		t.Fatalf("decode: %v\n%s", err, w.Body)
-	}
-	ftSameKeys(t, raw, "report", "generated_at", "scope", "since", "totals", "routes", "distinct_sessions")
+	raw := ftRawReport(t, w)
 	ftSameKeys(t, raw["totals"], "totals", ftTotalsKeys...)
 	var parts struct {
 		Totals json.RawMessage
@@ -159,7 +167,7 @@ func TestReportJSONSchema(t *testing.T) {
 	}
 	want := tr.Tally.Want()
 	for i, r := range routes {
-		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "guest_sessions", "handler_session_reads", "rejections")
+		ftSameKeys(t, r, "routes[i]", "route", "mode", "counts", "converted", "session_share", "guest_sessions", "handler_session_reads", "rejections", "ready_to_switch", "ready_reason")
 		ftSameKeys(t, r.(map[string]any)["counts"], "routes[i].counts", ftTotalsKeys[:6]...)
 		name := r.(map[string]any)["route"].(string)
 		if strings.Contains(name, "/42") {
@@ -318,11 +326,11 @@ func TestReportSessionShare(t *testing.T) {
 	}
 }
 
-// ftHinc adds n to field in the hourly bucket of hour (default prefix),
+// ftHinc adds n to field in the hourly bucket of hour (ftDefaultKeys),
 // as a flush would.
 func ftHinc(t testing.TB, rdb redis.UniversalClient, hour time.Time, n int64, field ...string) {
 	t.Helper()
-	k := newKeys(DefaultPrefix).hour(hour)
+	k := ftDefaultKeys.hour(hour)
 	if err := rdb.HIncrBy(context.Background(), k, strings.Join(field, fieldSep), n).Err(); err != nil {
 		t.Fatalf("HINCRBY %s: %v", k, err)
 	}
@@ -474,74 +482,6 @@ func TestReportSince(t *testing.T) {
 	}
 }
 
-// TestReportReadyToSwitch: a dual route whose authenticated traffic over
-// the last ReadyAfter was all JWT is ready to switch; a single session in
-// that period, no authenticated traffic, another mode or a window shorter
-// than ReadyAfter say not ready.
-func TestReportReadyToSwitch(t *testing.T) {
-	srv := redistest.New(t)
-	rdb := srv.Client()
-	now := time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC)
-	f, _ := ftNewFleetBridge(t, rdb, func(c *Config) {
-		c.ReadyAfter = 3 * time.Hour // from 07:30
-	}, func(c *bridge.Config) {
-		c.Routes = bridge.Routes{"/ready": bridge.Dual, "/late": bridge.Dual, "/session": bridge.Dual, "/anon": bridge.Dual,
-			"/legacy": bridge.Legacy, "/jwt": bridge.JWT, "/quiet": bridge.Dual}
-		c.Now = func() time.Time { return now }
-	})
-	h := func(hh int) time.Time { return time.Date(2026, 11, 29, hh, 0, 0, 0, time.UTC) }
-	q := func(hh int, route, mode, source string, n int64) {
-		ftHinc(t, rdb, h(hh), n, fieldRequest, route, mode, source)
-	}
-	q(5, "/ready", "dual", "session", 10) // before the period: forgiven
-	q(6, "/ready", "legacy", "session", 10)
-	for hh := 7; hh <= 10; hh++ {
-		q(hh, "/ready", "dual", "jwt_cookie", 5)
-		q(hh, "/ready", "dual", "anonymous", 1)
-		q(hh, "/session", "dual", "jwt_cookie", 50)
-		q(hh, "/legacy", "legacy", "jwt_bearer", 5)
-		q(hh, "/jwt", "jwt", "jwt_bearer", 5)
-		q(hh, "/anon", "dual", "anonymous", 5)
-	}
-	q(9, "/session", "dual", "session", 1) // one session in the period
-	q(10, "/late", "dual", "jwt_bearer", 3)
-
-	want := map[string]bool{"/ready": true, "/late": true}
-	rep, err := f.Report(context.Background(), time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.ReadyToSwitch != want[r.Route] {
-			t.Errorf("%s (%s, %s): ready %v, want %v", r.Route, r.Mode, bridgetest.CountsString(r.Counts), r.ReadyToSwitch, want[r.Route])
-		}
-	}
-	if rep.ReadyAfter != 3*time.Hour {
-		t.Errorf("ReadyAfter %v", rep.ReadyAfter)
-	}
-	// A window shorter than ReadyAfter cannot tell.
-	rep, err = f.Report(context.Background(), now.Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.ReadyToSwitch {
-			t.Errorf("%s ready within a 1h window", r.Route)
-		}
-	}
-	// A session now: not ready any more.
-	q(10, "/ready", "dual", "session", 1)
-	rep, err = f.Report(context.Background(), time.Time{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rep.Routes {
-		if r.Route == "/ready" && r.ReadyToSwitch {
-			t.Error("/ready still ready after a session request")
-		}
-	}
-}
-
 // TestReportRedisDown: with Redis hung or gone, ReportHandler answers 503
 // within the request's deadline and the client's timeouts, whether the
 // Fleet serves a Bridge or not (bridgectl's). A Fleet without Redis
@@ -549,7 +489,7 @@ func TestReportReadyToSwitch(t *testing.T) {
 func TestReportRedisDown(t *testing.T) {
 	srv := redistest.New(t)
 	f, _ := ftNewFleetBridge(t, srv.Client(), nil, nil)
-	unattached, err := New(Config{Redis: srv.Client()})
+	unattached, err := New(Config{Redis: srv.Client(), App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +527,8 @@ func TestReportRedisDown(t *testing.T) {
 		}
 	}
 
-	// No Redis configured: no Fleet (the old Bridge answered 503).
+	// No Redis configured: no Fleet (the old Bridge answered 503); the
+	// app serves InstanceReportHandler (TestInstanceReport).
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Config.Redis") {
 		t.Errorf("fleet.New without Redis: %v, want an error naming Config.Redis", err)
 	}
@@ -608,7 +549,7 @@ func TestReportFleetModes(t *testing.T) {
 	}
 	ftHinc(t, rdb, time.Now(), 2, fieldRequest, "/gone", "jwt", "jwt_bearer")
 
-	fl, err := New(Config{Redis: rdb})
+	fl, err := New(Config{Redis: rdb, App: bridgetest.Audience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +584,7 @@ func TestReportFleetModes(t *testing.T) {
 	}
 	// A route only published (no traffic in the window) is listed with
 	// its published mode; an override of it wins there too.
-	if err := rdb.HSet(ctx, fl.keys.effective(), "/published/only", "dual").Err(); err != nil {
+	if err := rdb.HSet(ctx, ftKeys(t, fl).effective(), "/published/only", "dual").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if m := modes(); m["/published/only"] != "dual" {
@@ -723,7 +664,7 @@ func TestReportPublic(t *testing.T) {
 		}
 	}
 
-	unattached, err := New(Config{Redis: rdb})
+	unattached, err := New(Config{Redis: rdb, Prefix: f.Config().Prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -754,7 +695,7 @@ func TestReportClock(t *testing.T) {
 		{"attached, the Bridge's clock", nil, true, bridgeNow},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := New(Config{Redis: rdb, Now: c.fleetNow})
+			f, err := New(Config{Redis: rdb, App: bridgetest.Audience, Now: c.fleetNow})
 			if err != nil {
 				t.Fatal(err)
 			}

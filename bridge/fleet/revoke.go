@@ -104,9 +104,13 @@ func (f *Fleet) Revoke(ctx context.Context, rs []bridge.Revocation) error {
 	for _, r := range rs {
 		args = append(args, r.Until.Unix(), member(r))
 	}
+	k, err := f.keys()
+	if err != nil {
+		return fmt.Errorf("%w: revoke: %w", bridge.ErrStoreUnavailable, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.FlushTimeout)
 	defer cancel()
-	if err := revokeScript.Run(ctx, f.cfg.Redis, []string{f.keys.revoked(), f.keys.revocations()}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err := revokeScript.Run(ctx, f.cfg.Redis, []string{k.revoked(), k.revocations()}, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("%w: revoke: %w", bridge.ErrStoreUnavailable, err)
 	}
 	return nil
@@ -145,9 +149,13 @@ func (f *Fleet) watchRevocations(ctx context.Context, b *bridge.Bridge) {
 // stream position it holds from: the stream's last entry is read first,
 // so that a revocation added during the scan is in the stream after it.
 func (f *Fleet) readRevocations(ctx context.Context, b *bridge.Bridge) (string, error) {
+	k, err := f.keys()
+	if err != nil {
+		return "", err
+	}
 	last := "0-0"
 	tctx, cancel := context.WithTimeout(ctx, f.cfg.FlushTimeout)
-	xs, err := f.cfg.Redis.XRevRangeN(tctx, f.keys.revocations(), "+", "-", 1).Result()
+	xs, err := f.cfg.Redis.XRevRangeN(tctx, k.revocations(), "+", "-", 1).Result()
 	cancel()
 	if err != nil {
 		return "", err
@@ -160,7 +168,7 @@ func (f *Fleet) readRevocations(ctx context.Context, b *bridge.Bridge) (string, 
 	var cursor uint64
 	for {
 		tctx, cancel := context.WithTimeout(ctx, f.cfg.FlushTimeout)
-		page, next, err := f.cfg.Redis.ZScan(tctx, f.keys.revoked(), cursor, "", revocationPage).Result()
+		page, next, err := f.cfg.Redis.ZScan(tctx, k.revoked(), cursor, "", revocationPage).Result()
 		cancel()
 		if err != nil {
 			return "", err
@@ -185,7 +193,11 @@ func (f *Fleet) readRevocations(ctx context.Context, b *bridge.Bridge) (string, 
 // last, denies them and returns the new position, or "" when entries
 // after last may have been trimmed unread.
 func (f *Fleet) followRevocations(ctx context.Context, b *bridge.Bridge, last string) (string, error) {
-	key := f.keys.revocations()
+	k, err := f.keys()
+	if err != nil {
+		return "", err
+	}
+	key := k.revocations()
 	ss, err := f.cfg.Redis.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: revocationPage, Block: revocationBlock}).Result()
 	if errors.Is(err, redis.Nil) {
 		b.Deny(bridge.Revocation{}) // idle: forget what has expired

@@ -144,7 +144,7 @@ func TestRevocationsAtScale(t *testing.T) {
 
 	// Write: 4 clients, batches of 500 as a busy logout endpoint would
 	// send them one by one (a batch costs one round trip).
-	writer := ftNewFleet(t, Config{Redis: srv.Client(), FlushTimeout: 10 * time.Second})
+	writer := ftNewFleet(t, Config{Redis: srv.Client(), App: bridgetest.Audience, FlushTimeout: 10 * time.Second})
 	until := time.Now().Add(time.Hour)
 	name := func(i int) string { return "load-" + strconv.Itoa(i) }
 	const batch, writers = 500, 4
@@ -244,11 +244,11 @@ func TestRevocationStreamTrimmed(t *testing.T) {
 	if err := f.Revoke(ctx, []bridge.Revocation{{JTI: "missed", Until: until}, {JTI: "kept", Until: until}}); err != nil {
 		t.Fatal(err)
 	}
-	xs, _ := rdb.XRange(ctx, f.keys.revocations(), "-", "+").Result()
+	xs, _ := rdb.XRange(ctx, ftKeys(t, f).revocations(), "-", "+").Result()
 	if len(xs) != 3 {
 		t.Fatalf("stream holds %d entries, want 3", len(xs))
 	}
-	if err := rdb.XDel(ctx, f.keys.revocations(), xs[0].ID, xs[1].ID).Err(); err != nil {
+	if err := rdb.XDel(ctx, ftKeys(t, f).revocations(), xs[0].ID, xs[1].ID).Err(); err != nil {
 		t.Fatal(err)
 	}
 	missed := key.Mint(t, b, "u", func(c *bridge.Claims) { c.ID = "missed" })
@@ -278,7 +278,7 @@ func TestRepeatedLogoutsBounded(t *testing.T) {
 	a, b := s.instance(t), s.instance(t)
 	ctx := context.Background()
 	members := func() []string {
-		m, err := s.rdb.ZRange(ctx, "{sessionbridge}:revoked", 0, -1).Result()
+		m, err := s.rdb.ZRange(ctx, ftDefaultKeys.revoked(), 0, -1).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

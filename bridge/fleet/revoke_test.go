@@ -107,7 +107,7 @@ func TestLogoutAcrossInstances(t *testing.T) {
 		}
 	}
 	// The set in Redis holds the revocations, never the raw session ID.
-	members, err := s.rdb.ZRange(context.Background(), "{sessionbridge}:revoked", 0, -1).Result()
+	members, err := s.rdb.ZRange(context.Background(), ftDefaultKeys.revoked(), 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,13 +234,13 @@ func TestRevocationExpiry(t *testing.T) {
 	bridgetest.Eventually(t, 2*time.Second, "B learns both", func() bool {
 		return b.denies(t, short) && b.denies(t, long)
 	})
-	score, err := rdb.ZScore(ctx, "{sessionbridge}:revoked", "sid:long").Result()
+	score, err := rdb.ZScore(ctx, ftDefaultKeys.revoked(), "sid:long").Result()
 	if err != nil || int64(score) != now.Add(24*time.Hour).Unix() {
 		t.Errorf("sid:long scored %v (%v), want its 24h time %d", score, err, now.Add(24*time.Hour).Unix())
 	}
 	// The set lives as long as its latest entry (plus slack), not the
 	// bridge's token lifetime.
-	ttl, err := rdb.TTL(ctx, "{sessionbridge}:revoked").Result()
+	ttl, err := rdb.TTL(ctx, ftDefaultKeys.revoked()).Result()
 	if err != nil || ttl < 24*time.Hour-time.Minute {
 		t.Errorf("revocation set TTL %v (%v), want at least 24h", ttl, err)
 	}
@@ -259,7 +259,7 @@ func TestRevocationExpiry(t *testing.T) {
 	if err := a.revoke(ctx, bridge.Revocation{JTI: "later", Until: clock.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	members, _ := rdb.ZRange(ctx, "{sessionbridge}:revoked", 0, -1).Result()
+	members, _ := rdb.ZRange(ctx, ftDefaultKeys.revoked(), 0, -1).Result()
 	if slices.Contains(members, "jti:short") || !slices.Contains(members, "sid:long") || !slices.Contains(members, "jti:later") {
 		t.Errorf("revocation set %q, want sid:long and jti:later only", members)
 	}

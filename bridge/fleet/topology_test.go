@@ -543,7 +543,7 @@ func TestSentinelFailover(t *testing.T) {
 	trafficStart := time.Now()
 	bridgetest.Eventually(t, 15*time.Second, "flush batches of both instances on the replica", func() bool {
 		for _, in := range ins {
-			if n, err := replica.Exists(ctx, in.nd.f.fl.seqKey).Result(); err != nil || n != 1 {
+			if n, err := replica.Exists(ctx, ftSeqKey(t, in.nd.f)).Result(); err != nil || n != 1 {
 				return false
 			}
 		}
@@ -563,7 +563,7 @@ func TestSentinelFailover(t *testing.T) {
 	time.Sleep(150 * time.Millisecond)
 	replicaSeq := map[int]uint64{}
 	for i, in := range ins {
-		v, err := replica.Get(ctx, in.nd.f.fl.seqKey).Uint64()
+		v, err := replica.Get(ctx, ftSeqKey(t, in.nd.f)).Uint64()
 		if err != nil && err != redis.Nil {
 			t.Fatalf("replica GET seq: %v", err)
 		}
@@ -800,7 +800,7 @@ func TestSentinelFailover(t *testing.T) {
 			expect[k] = v - lost[k]
 		}
 	}
-	ctl := ftNewFleet(t, Config{Redis: s.Client(t)})
+	ctl := ftNewFleet(t, Config{Redis: s.Client(t), App: bridgetest.Audience})
 	rep := ftReport(t, ctl)
 	ftCompareCounts(t, "fleet report after the failover vs served minus the unreplicated batches", ftReportCounts(rep), expect)
 	var total uint64

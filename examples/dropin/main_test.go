@@ -212,10 +212,10 @@ func TestDropIn(t *testing.T) {
 }
 
 // revokedKey and revocationsKey are the fleet's set and stream of
-// revocations (fleet.DefaultPrefix).
+// revocations (the default prefix of the app, named by its audience).
 const (
-	revokedKey     = "{" + fleet.DefaultPrefix + "}:revoked"
-	revocationsKey = "{" + fleet.DefaultPrefix + "}:revocations"
+	revokedKey     = "{" + fleet.DefaultPrefix + ":dropin}:revoked"
+	revocationsKey = "{" + fleet.DefaultPrefix + ":dropin}:revocations"
 )
 
 func sameMe(a, b me) bool {
@@ -414,7 +414,7 @@ func TestRun(t *testing.T) {
 	// fleet-wide report, read as bridgectl does, has it.
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	defer rdb.Close()
-	f, err := fleet.New(fleet.Config{Redis: rdb})
+	f, err := fleet.New(fleet.Config{Redis: rdb, App: "dropin"}) // the app's audience
 	if err != nil {
 		t.Fatal(err)
 	}

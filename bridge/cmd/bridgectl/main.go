@@ -2,11 +2,12 @@
 // that share a Redis: the migration report, and the run-time mode of each
 // route.
 //
-//	bridgectl report     [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
-//	bridgectl mode list  [--redis URL] [--prefix P]
-//	bridgectl mode set   ROUTE MODE [--redis URL] [--prefix P]
-//	bridgectl mode reset ROUTE [--redis URL] [--prefix P]
+//	bridgectl report     --app NAME|--prefix P [--redis URL] [--since 24h|RFC3339] [--json]
+//	bridgectl mode list  --app NAME|--prefix P [--redis URL]
+//	bridgectl mode set   ROUTE MODE --app NAME|--prefix P [--redis URL]
+//	bridgectl mode reset ROUTE --app NAME|--prefix P [--redis URL]
 //
+// --app names the fleet: its bridges' audience (or fleet.Config.App).
 // --redis defaults to $REDIS_URL. Exit status: 0 done, 1 runtime error
 // (such as Redis not answering), 2 usage error.
 package main
@@ -39,12 +40,16 @@ const (
 const usageText = `bridgectl reads and steers the bridges of a fleet through their shared Redis.
 
 Usage:
-  bridgectl report     [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
-  bridgectl mode list  [--redis URL] [--prefix P]
-  bridgectl mode set   ROUTE MODE [--redis URL] [--prefix P]
-  bridgectl mode reset ROUTE [--redis URL] [--prefix P]
+  bridgectl report     --app NAME|--prefix P [--redis URL] [--since 24h|RFC3339] [--json]
+  bridgectl mode list  --app NAME|--prefix P [--redis URL]
+  bridgectl mode set   ROUTE MODE --app NAME|--prefix P [--redis URL]
+  bridgectl mode reset ROUTE --app NAME|--prefix P [--redis URL]
   bridgectl sessions count [--redis URL] [--prefix session_]
   bridgectl help [COMMAND]
+
+NAME is the app whose fleet to read: its bridges' bridge.Config.Audience
+(or the fleet.Config.App it was given); --prefix P names the fleet by its
+fleet.Config.Prefix instead, when one was set.
 
 ROUTE is a gorilla/mux path template such as /api/orders/{id}; MODE is
 legacy, dual or jwt. A mode set with "mode set" overrides the configured one
@@ -125,18 +130,36 @@ func usagef(format string, a ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, a...)}
 }
 
-// conn is what every command needs: where Redis is and under which prefix
-// the fleet keeps its keys.
+// conn is what every command needs: where Redis is and, for the commands
+// that read a fleet's keys, whose fleet (--app, --prefix).
 type conn struct {
 	url    string
+	app    string
 	prefix string
+	named  bool // the command reads a fleet's keys: --app or --prefix is required
 }
 
-// register adds --redis and --prefix to fs. The default of --redis is
-// applied by fleet, not here: the usage would print it, password included.
+// register adds --redis, --app and --prefix to fs. The default of --redis
+// is applied by fleet, not here: the usage would print it, password
+// included.
 func (c *conn) register(fs *flag.FlagSet) {
+	c.named = true
 	fs.StringVar(&c.url, "redis", "", "Redis `URL` of the fleet (default $REDIS_URL)")
-	fs.StringVar(&c.prefix, "prefix", fleet.DefaultPrefix, "key `prefix` of the fleet, as in fleet.Config.Prefix")
+	fs.StringVar(&c.app, "app", "", "the `app` whose fleet to read: its bridges' Audience, as in fleet.Config.App")
+	fs.StringVar(&c.prefix, "prefix", "", "key `prefix` of the fleet, as in fleet.Config.Prefix (default sessionbridge:APP)")
+}
+
+// flags are the --app and --prefix of c, as a command line would repeat
+// them.
+func (c *conn) flags() string {
+	var s string
+	if c.app != "" {
+		s += " --app " + c.app
+	}
+	if c.prefix != "" {
+		s += " --prefix " + c.prefix
+	}
+	return s
 }
 
 // fleet connects to Redis (--redis, else $REDIS_URL), checks that it
@@ -157,7 +180,11 @@ func (c *conn) fleet(ctx context.Context, getenv func(string) string, cfg fleet.
 	if err != nil {
 		return nil, nil, usagef("%s: %v", from, redact(err, c.url))
 	}
-	cfg.Redis, cfg.Prefix = rdb, c.prefix
+	if c.named && c.app == "" && c.prefix == "" {
+		_ = rdb.Close()
+		return nil, nil, usagef("name the fleet: --app NAME (its bridges' Audience, or fleet.Config.App) or --prefix P (fleet.Config.Prefix; %q for the keys of releases before per-app keys)", fleet.DefaultPrefix)
+	}
+	cfg.Redis, cfg.App, cfg.Prefix = rdb, c.app, c.prefix
 	f, err := fleet.New(cfg)
 	if err != nil {
 		_ = rdb.Close()

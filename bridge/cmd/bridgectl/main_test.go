@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,9 @@ import (
 )
 
 const sessionName = "session"
+
+// testApp is the audience of the test app's bridge: its fleet's name.
+const testApp = "bridgectl-test"
 
 func TestMain(m *testing.M) {
 	redis.SetLogger(discardLogger{}) // as main does
@@ -98,7 +102,7 @@ func newFleetEnv(t *testing.T, mod func(*fleet.Config)) *fleetEnv {
 		Fleet:              f,
 		SigningKey:         key,
 		Issuer:             "https://issuer.test",
-		Audience:           "bridgectl-test",
+		Audience:           testApp,
 		Router:             r,
 		Routes:             testRoutes,
 		InsecureDevCookies: true, // httptest serves plain http
@@ -251,7 +255,7 @@ func TestReport(t *testing.T) {
 	}
 
 	t.Run("json", func(t *testing.T) {
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json")
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--json")
 		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("report --json: %v\n%s", err, out)
@@ -329,7 +333,7 @@ func TestReport(t *testing.T) {
 
 	t.Run("json equals the report handler's", func(t *testing.T) {
 		since := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", since)
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--json", "--since", since)
 		rec := httptest.NewRecorder()
 		e.f.ReportHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/migration/report.json?since="+url.QueryEscape(since), nil))
 		if rec.Code != http.StatusOK {
@@ -345,14 +349,27 @@ func TestReport(t *testing.T) {
 	})
 
 	t.Run("table", func(t *testing.T) {
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--ready-after", "1h")
+		// Just deployed: JWT traffic only, and yet not ready.
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--ready-after", "1h")
+		t.Logf("report:\n%s", out)
+		if got := tableRows(out)["/api/orders/{id}"]; len(got) != 14 || got[11] != "-" ||
+			!strings.HasPrefix(got[13], "observed in dual for only ") || !strings.HasSuffix(got[13], "s of 1h") {
+			t.Errorf("row /api/orders/{id} right after the deploy: got %q, want not ready, observed in dual for seconds of 1h", got)
+		}
+		// The dual routes have run in dual for two hours.
+		dualKey := "{" + e.prefix + "}:dual"
+		since := strconv.FormatInt(time.Now().Add(-2*time.Hour).Unix(), 10)
+		if err := e.srv.Client().HSet(context.Background(), dualKey, "/api/me", since, "/api/orders/{id}", since).Err(); err != nil {
+			t.Fatal(err)
+		}
+		out = mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--ready-after", "1h")
 		t.Logf("report:\n%s", out)
 		wantRows := map[string][]string{
-			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "APP", "ANON", "REJECTED", "CONVERTED", "GUESTS", "HANDLER_READS", "SESSION_SHARE", "READY", "TOP_REJECTIONS"},
-			"/api/me":          {"dual", "1", "1", "1", "0", "1", "1", "1", "0", "0", "33.3%", "-", "bearer_invalid 1, no_credentials 1"},
-			"/api/orders":      {"jwt", "0", "0", "1", "1", "0", "1", "0", "0", "0", "0.0%", "-", "bearer_invalid 1"},
-			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0", "0", "0", "0.0%", "ready", "-"},
-			"/profile":         {"legacy", "2", "0", "0", "0", "2", "0", "0", "1", "4", "100.0%", "-", "-"},
+			"ROUTE":            {"MODE", "SESSION", "JWT_COOKIE", "JWT_BEARER", "APP", "ANON", "REJECTED", "CONVERTED", "GUESTS", "HANDLER_READS", "SESSION_SHARE", "READY", "TOP_REJECTIONS", "READY_REASON"},
+			"/api/me":          {"dual", "1", "1", "1", "0", "1", "1", "1", "0", "0", "33.3%", "-", "bearer_invalid 1, no_credentials 1", "1 session request in the last 1h"},
+			"/api/orders":      {"jwt", "0", "0", "1", "1", "0", "1", "0", "0", "0", "0.0%", "-", "bearer_invalid 1", "already in jwt mode"},
+			"/api/orders/{id}": {"dual", "0", "1", "1", "0", "0", "0", "0", "0", "0", "0.0%", "ready", "-", "ready: in dual for 2h, no session request in the last 1h"},
+			"/profile":         {"legacy", "2", "0", "0", "0", "2", "0", "0", "1", "4", "100.0%", "-", "-", "legacy mode: move it to dual first"},
 			"TOTAL":            {"3", "2", "3", "1", "3", "2", "1", "1", "4", "37.5%"},
 		}
 		rows := tableRows(out)
@@ -367,8 +384,8 @@ func TestReport(t *testing.T) {
 	})
 
 	t.Run("retention and ready-after of zero or less are the defaults", func(t *testing.T) {
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--retention", "0", "--ready-after", "-1h")
-		if !strings.Contains(out, "no session request for "+fleet.DefaultReadyAfter.String()+"\n") {
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--retention", "0", "--ready-after", "-1h")
+		if !strings.Contains(out, "dual on every instance for the last "+fleet.DefaultReadyAfter.String()+",") {
 			t.Errorf("report --ready-after -1h: got\n%s\nwant the default %v", out, fleet.DefaultReadyAfter)
 		}
 		if got := tableRows(out)["/api/me"]; len(got) == 0 || got[0] != "dual" {
@@ -379,11 +396,11 @@ func TestReport(t *testing.T) {
 	t.Run("since narrows the window", func(t *testing.T) {
 		// The counts are in the current hour: a window starting in an
 		// hour's time is refused, one starting a minute ago has them.
-		r := bridgectl(t, nil, "report", "--redis", e.srv.URL(), "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
+		r := bridgectl(t, nil, "report", "--redis", e.srv.URL(), "--app", testApp, "--since", time.Now().Add(time.Hour).Format(time.RFC3339))
 		if r.code != exitUsage {
 			t.Errorf("report --since in the future: exit %d, want %d", r.code, exitUsage)
 		}
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--since", "1m")
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--json", "--since", "1m")
 		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
@@ -394,11 +411,17 @@ func TestReport(t *testing.T) {
 	})
 
 	t.Run("REDIS_URL and prefix", func(t *testing.T) {
-		r := bridgectl(t, map[string]string{"REDIS_URL": e.srv.URL()}, "report", "--json")
-		if r.code != exitOK || !strings.Contains(r.stdout, `"/api/me"`) {
-			t.Errorf("report with REDIS_URL: exit %d, want 0 and the routes; stderr %s", r.code, r.stderr)
+		r := bridgectl(t, map[string]string{"REDIS_URL": e.srv.URL()}, "report", "--json", "--app", testApp)
+		if r.code != exitOK || !strings.Contains(r.stdout, `"/api/me"`) || !strings.Contains(r.stdout, `"app_name": "`+testApp+`"`) {
+			t.Errorf("report with REDIS_URL: exit %d, want 0, the app and its routes; stdout %s stderr %s", r.code, r.stdout, r.stderr)
 		}
-		out := mustRun(t, "report", "--redis", e.srv.URL(), "--json", "--prefix", "another-fleet")
+		// The fleet's prefix names it as well as its app: the default is
+		// per app.
+		byPrefix := mustRun(t, "report", "--redis", e.srv.URL(), "--prefix", fleet.DefaultPrefix+":"+testApp)
+		if !strings.Contains(byPrefix, "\napp: "+testApp+"\n") || tableRows(byPrefix)["/api/me"] == nil {
+			t.Errorf("report --prefix %s:%s: got\n%s\nwant the app's report", fleet.DefaultPrefix, testApp, byPrefix)
+		}
+		out := mustRun(t, "report", "--redis", e.srv.URL(), "--app", testApp, "--json", "--prefix", "another-fleet")
 		var rep fleet.Report
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatal(err)
@@ -485,7 +508,7 @@ func TestMode(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(time.Second)
 		for {
-			out := mustRun(t, "mode", "list", "--redis", redisURL)
+			out := mustRun(t, "mode", "list", "--redis", redisURL, "--app", testApp)
 			for _, l := range strings.Split(out, "\n") {
 				if f := strings.Fields(l); len(f) == 3 && f[0] == route && (f[2] == wantEffective || time.Now().After(deadline)) {
 					return f[1:]
@@ -503,9 +526,9 @@ func TestMode(t *testing.T) {
 	}
 
 	// Flags after the positional arguments work too.
-	out := mustRun(t, "mode", "set", "/api/me", "jwt", "--redis", redisURL)
-	if !strings.Contains(out, "roll back with: bridgectl mode reset /api/me") {
-		t.Errorf("mode set: output got %q, want the rollback command", out)
+	out := mustRun(t, "mode", "set", "/api/me", "jwt", "--redis", redisURL, "--app", testApp)
+	if !strings.Contains(out, "roll back with: bridgectl mode reset /api/me --app "+testApp+"\n") {
+		t.Errorf("mode set: output got %q, want the rollback command, naming the app", out)
 	}
 	waitMode(t, "/api/me", bridge.JWT)
 	e.wantStatus(t, http.StatusUnauthorized, "/api/me", "", sess) // a session on a jwt route
@@ -513,7 +536,7 @@ func TestMode(t *testing.T) {
 		t.Errorf("mode list after set: /api/me got %q, want [jwt jwt]", got)
 	}
 
-	out = mustRun(t, "mode", "reset", "--redis", redisURL, "/api/me")
+	out = mustRun(t, "mode", "reset", "--redis", redisURL, "--app", testApp, "/api/me")
 	if !strings.Contains(out, "override jwt removed") {
 		t.Errorf("mode reset: output got %q, want it to name the removed override", out)
 	}
@@ -524,27 +547,54 @@ func TestMode(t *testing.T) {
 	}
 
 	t.Run("set over an override rolls back to it", func(t *testing.T) {
-		mustRun(t, "mode", "set", "--redis", redisURL, "/profile", "dual")
-		out := mustRun(t, "mode", "set", "--redis", redisURL, "/profile", "jwt")
+		mustRun(t, "mode", "set", "--redis", redisURL, "--app", testApp, "/profile", "dual")
+		out := mustRun(t, "mode", "set", "--redis", redisURL, "--app", testApp, "/profile", "jwt")
 		if !strings.Contains(out, "roll back with: bridgectl mode set /profile dual") {
 			t.Errorf("mode set over an override: output got %q, want rollback to dual", out)
 		}
 		waitMode(t, "/profile", bridge.JWT)
-		mustRun(t, "mode", "reset", "--redis", redisURL, "/profile")
+		mustRun(t, "mode", "reset", "--redis", redisURL, "--app", testApp, "/profile")
 		waitMode(t, "/profile", bridge.Legacy)
-		out = mustRun(t, "mode", "reset", "--redis", redisURL, "/profile")
+		out = mustRun(t, "mode", "reset", "--redis", redisURL, "--app", testApp, "/profile")
 		if !strings.Contains(out, "no override was set") {
 			t.Errorf("mode reset without override: output got %q", out)
 		}
 	})
 
 	t.Run("unknown route warns", func(t *testing.T) {
-		r := bridgectl(t, nil, "mode", "set", "--redis", redisURL, "/api/typo", "jwt")
+		r := bridgectl(t, nil, "mode", "set", "--redis", redisURL, "--app", testApp, "/api/typo", "jwt")
 		if r.code != exitOK || !strings.Contains(r.stderr, `no instance has published route "/api/typo"`) {
 			t.Errorf("mode set /api/typo: exit %d, stderr %q; want 0 and a warning", r.code, r.stderr)
 		}
-		mustRun(t, "mode", "reset", "--redis", redisURL, "/api/typo")
+		mustRun(t, "mode", "reset", "--redis", redisURL, "--app", testApp, "/api/typo")
 	})
+}
+
+// TestReportSharedWith: the table names the app, and warns when other
+// apps' counts are merged into the report.
+func TestReportSharedWith(t *testing.T) {
+	for _, c := range []struct {
+		rep  fleet.Report
+		want []string
+		not  string
+	}{
+		{fleet.Report{App: "shop"}, []string{"\napp: shop\ndistinct sessions: 0\n"}, "warning"},
+		{fleet.Report{App: "shop", SharedWith: []string{"blog", "wiki"}},
+			[]string{"\napp: shop\nwarning: apps blog, wiki flushed counts under the same prefix"}, ""},
+	} {
+		var out strings.Builder
+		if err := writeReport(&out, &c.rep, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("report of %+v: got\n%s\nwant %q", c.rep, out.String(), w)
+			}
+		}
+		if c.not != "" && strings.Contains(out.String(), c.not) {
+			t.Errorf("report of %+v: got\n%s\nwant no %q", c.rep, out.String(), c.not)
+		}
+	}
 }
 
 func TestShare(t *testing.T) {
@@ -590,7 +640,7 @@ func TestTopReasons(t *testing.T) {
 
 func TestModeListEmpty(t *testing.T) {
 	srv := redistest.New(t)
-	out := mustRun(t, "mode", "list", "--redis", srv.URL())
+	out := mustRun(t, "mode", "list", "--redis", srv.URL(), "--app", testApp)
 	if !strings.Contains(out, "no routes") {
 		t.Errorf("mode list on an empty Redis: got %q, want it to say there are no routes", out)
 	}
@@ -623,6 +673,9 @@ func TestUsage(t *testing.T) {
 		{"bad scheme", []string{"report", "--redis", "http://127.0.0.1:6379"}, "unknown scheme"},
 		{"retention under an hour", []string{"report", "--retention", "30m", "--redis", redisURL}, "--retention 30m0s: shorter than an hour"},
 		{"prefix with braces", []string{"mode", "list", "--prefix", "{app}", "--redis", redisURL}, "must not contain braces"},
+		{"app with braces", []string{"report", "--app", "{app}", "--redis", redisURL}, "must not contain braces"},
+		{"report of no app", []string{"report", "--redis", redisURL}, "name the fleet: --app NAME"},
+		{"mode list of no app", []string{"mode", "list", "--redis", redisURL}, "name the fleet: --app NAME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -681,11 +734,11 @@ func TestRedisDown(t *testing.T) {
 		env  map[string]string
 		args []string
 	}{
-		{"report", nil, []string{"report", "--redis", down}},
-		{"report --json from REDIS_URL", map[string]string{"REDIS_URL": down}, []string{"report", "--json"}},
-		{"mode list", nil, []string{"mode", "list", "--redis", down}},
-		{"mode set", nil, []string{"mode", "set", "/api/me", "jwt", "--redis", down}},
-		{"mode reset", nil, []string{"mode", "reset", "/api/me", "--redis", down}},
+		{"report", nil, []string{"report", "--redis", down, "--app", testApp}},
+		{"report --json from REDIS_URL", map[string]string{"REDIS_URL": down}, []string{"report", "--json", "--prefix", "p"}},
+		{"mode list", nil, []string{"mode", "list", "--redis", down, "--app", testApp}},
+		{"mode set", nil, []string{"mode", "set", "/api/me", "jwt", "--redis", down, "--app", testApp}},
+		{"mode reset", nil, []string{"mode", "reset", "/api/me", "--redis", down, "--app", testApp}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,9 +15,9 @@ import (
 )
 
 const modeUsageText = `Usage:
-  bridgectl mode list  [--redis URL] [--prefix P]
-  bridgectl mode set   ROUTE MODE [--redis URL] [--prefix P]
-  bridgectl mode reset ROUTE [--redis URL] [--prefix P]
+  bridgectl mode list  --app NAME|--prefix P [--redis URL]
+  bridgectl mode set   ROUTE MODE --app NAME|--prefix P [--redis URL]
+  bridgectl mode reset ROUTE --app NAME|--prefix P [--redis URL]
 
 list   prints each route's run-time override and the mode the instances
        published at their last flush (EFFECTIVE).
@@ -28,8 +28,9 @@ reset  drops the override: the instances return to their configured mode.
        It is the rollback of a "mode set".
 
 Flags:
+  --app NAME    the app whose fleet it is: its bridges' Audience, as in fleet.Config.App
+  --prefix P    key prefix of the fleet, as in fleet.Config.Prefix (default "sessionbridge:NAME")
   --redis URL   Redis of the fleet (default $REDIS_URL)
-  --prefix P    key prefix of the fleet, as in fleet.Config.Prefix (default "sessionbridge")
 `
 
 func runMode(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -76,7 +77,7 @@ func runMode(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		err = modeList(ctx, f, stdout)
 	case "set":
 		m, _ := bridge.ParseMode(pos[1]) // checked by checkModeArgs
-		err = modeSet(ctx, f, pos[0], m, c.prefix, stdout, stderr)
+		err = modeSet(ctx, f, pos[0], m, c.flags(), stdout, stderr)
 	case "reset":
 		err = modeReset(ctx, f, pos[0], stdout)
 	}
@@ -147,8 +148,9 @@ func modeList(ctx context.Context, f *fleet.Fleet, w io.Writer) error {
 }
 
 // modeSet sets the override and says how to roll it back: reset when
-// there was none, set to the previous override otherwise.
-func modeSet(ctx context.Context, f *fleet.Fleet, route string, m bridge.Mode, prefix string, stdout, stderr io.Writer) error {
+// there was none, set to the previous override otherwise; flags name the
+// fleet in the rollback's command line.
+func modeSet(ctx context.Context, f *fleet.Fleet, route string, m bridge.Mode, flags string, stdout, stderr io.Writer) error {
 	overrides, err := f.Modes(ctx)
 	if err != nil {
 		return err
@@ -171,9 +173,7 @@ func modeSet(ctx context.Context, f *fleet.Fleet, route string, m bridge.Mode, p
 	} else if e := effective[route]; e != "" {
 		was = e
 	}
-	if prefix != fleet.DefaultPrefix {
-		rollback += " --prefix " + prefix
-	}
+	rollback += flags
 	_, err = fmt.Fprintf(stdout, "%s: %s (was %s); instances apply it within their mode refresh interval (2s by default)\nroll back with: %s\n",
 		route, m, was, rollback)
 	return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,11 +36,12 @@ func reportFlags(o *reportOptions) *flag.FlagSet {
 	fs.DurationVar(&o.retention, "retention", fleet.DefaultRetention, "the fleet's Config.Retention: the longest window")
 	fs.DurationVar(&o.readyAfter, "ready-after", fleet.DefaultReadyAfter, "the fleet's Config.ReadyAfter: how long a dual route must see no session to be ready")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: bridgectl report [--redis URL] [--prefix P] [--since 24h|RFC3339] [--json]
+		fmt.Fprint(fs.Output(), `Usage: bridgectl report --app NAME|--prefix P [--redis URL] [--since 24h|RFC3339] [--json]
 
 Prints the fleet-wide migration report: requests per route by credential,
 conversions, the share still authenticated by the legacy session, the dual
-routes ready to switch to jwt, and the top reasons credentials were refused.
+routes ready to switch to jwt and why the others are not (READY_REASON),
+and the top reasons credentials were refused.
 
 `)
 		fs.PrintDefaults()
@@ -133,37 +135,48 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 // sessions.
 func writeReport(w io.Writer, rep *fleet.Report, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tAPP\tANON\tREJECTED\tCONVERTED\tGUESTS\tHANDLER_READS\tSESSION_SHARE\tREADY\tTOP_REJECTIONS")
+	fmt.Fprintln(tw, "ROUTE\tMODE\tSESSION\tJWT_COOKIE\tJWT_BEARER\tAPP\tANON\tREJECTED\tCONVERTED\tGUESTS\tHANDLER_READS\tSESSION_SHARE\tREADY\tTOP_REJECTIONS\tREADY_REASON")
 	for _, r := range rep.Routes {
 		ready := "-"
 		if r.ReadyToSwitch {
 			ready = "ready"
 		}
-		row(tw, r.Route, r.Mode, r.Counts, [3]uint64{r.Converted, r.GuestSessions, r.HandlerSessionReads}, ready, topReasons(r.Rejections))
+		row(tw, r.Route, r.Mode, r.Counts, [3]uint64{r.Converted, r.GuestSessions, r.HandlerSessionReads}, ready, topReasons(r.Rejections), cmp.Or(r.ReadyReason, "-"))
 	}
 	var guests, reads uint64
 	for _, r := range rep.Routes {
 		guests, reads = guests+r.GuestSessions, reads+r.HandlerSessionReads
 	}
-	row(tw, "TOTAL", "", rep.Totals.SourceCounts, [3]uint64{rep.Totals.Converted, guests, reads}, "", "")
+	row(tw, "TOTAL", "", rep.Totals.SourceCounts, [3]uint64{rep.Totals.Converted, guests, reads})
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\ndistinct sessions: %d\nwindow: %s to %s (UTC); ready = dual route with no session request for %s\n",
+	if _, err := fmt.Fprintf(w, "\napp: %s\n", cmp.Or(rep.App, "-")); err != nil {
+		return err
+	}
+	if len(rep.SharedWith) > 0 {
+		if _, err := fmt.Fprintf(w, "warning: apps %s flushed counts under the same prefix: the counts above are theirs too; give each app its own fleet.Config.Prefix\n",
+			strings.Join(rep.SharedWith, ", ")); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "distinct sessions: %d\nwindow: %s to %s (UTC); ready = dual on every instance for the last %s, with authenticated requests and no session request\n",
 		rep.DistinctSessions, rep.Since.Format(time.RFC3339), now.UTC().Format(time.RFC3339), rep.ReadyAfter)
 	return err
 }
 
-// row writes one line of the table; an empty ready ends the line at
-// SESSION_SHARE, unpadded (the TOTAL line).
-// The other counts are converted, guest sessions and handler reads.
-func row(tw io.Writer, route, mode string, c bridge.SourceCounts, other [3]uint64, ready, rejections string) {
-	if ready != "" {
-		ready = "\t" + ready + "\t" + rejections
+// row writes one line of the table: the counts (other: converted, guest
+// sessions, handler reads), then the cells after SESSION_SHARE (READY,
+// TOP_REJECTIONS, READY_REASON); the TOTAL line has none and ends at
+// SESSION_SHARE, unpadded.
+func row(tw io.Writer, route, mode string, c bridge.SourceCounts, other [3]uint64, rest ...string) {
+	var tail string
+	for _, cell := range rest {
+		tail += "\t" + cell
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n",
 		route, mode, c.Of(bridge.SourceSession), c.Of(bridge.SourceJWTCookie), c.Of(bridge.SourceJWTBearer), c.Of(bridge.SourceApp),
-		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), other[0], other[1], other[2], share(c), ready)
+		c.Of(bridge.SourceAnonymous), c.Of(bridge.SourceRejected), other[0], other[1], other[2], share(c), tail)
 }
 
 // share is the session share as a percentage, "-" when no request was

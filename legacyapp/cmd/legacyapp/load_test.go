@@ -73,7 +73,7 @@ func TestLoad(t *testing.T) {
 	}
 
 	// The fleet counts, after the final flush at shutdown.
-	fl, err := fleet.New(fleet.Config{Redis: srv.Client()})
+	fl, err := fleet.New(fleet.Config{Redis: srv.Client(), App: "legacyapp"}) // the demo's audience
 	if err != nil {
 		t.Fatal(err)
 	}

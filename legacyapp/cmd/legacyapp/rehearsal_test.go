@@ -102,7 +102,7 @@ func TestRehearsal(t *testing.T) {
 		}
 	}
 
-	fl, err := fleet.New(fleet.Config{Redis: srv.Client()})
+	fl, err := fleet.New(fleet.Config{Redis: srv.Client(), App: "legacyapp"}) // the demo's audience
 	if err != nil {
 		t.Fatal(err)
 	}
