@@ -146,3 +146,13 @@ func ExampleParseRoutes() {
 	// Output:
 	// dual jwt <nil>
 }
+
+// A template's label drops its variables' patterns; either form names the
+// route in Config.Routes, PublicRoutes and the run-time modes.
+func ExampleRouteLabel() {
+	fmt.Println(bridge.RouteLabel("/posts/{page:[0-9]+}"))
+	fmt.Println(bridge.RouteLabel("/a/{id:[0-9]{1,3}}/{name}"))
+	// Output:
+	// /posts/{page}
+	// /a/{id}/{name}
+}

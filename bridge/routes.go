@@ -3,6 +3,7 @@ package bridge
 import (
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -25,18 +26,56 @@ const (
 	noOverride   = ^uint32(0)
 )
 
+// RouteLabel returns the label a route is counted and given a mode under:
+// its mux path template without the variables' patterns
+// ("/posts/{page:[0-9]+}" is "/posts/{page}"). Other routes are unchanged.
+func RouteLabel(route string) string {
+	if !strings.Contains(route, ":") {
+		return route
+	}
+	var b strings.Builder
+	level, start := 0, 0
+	for i := 0; i < len(route); i++ {
+		switch route[i] {
+		case '{':
+			if level == 0 {
+				b.WriteString(route[start:i])
+				start = i
+			}
+			level++
+		case '}':
+			if level--; level < 0 {
+				return route // unbalanced: not a mux template
+			}
+			if level == 0 {
+				name, _, _ := strings.Cut(route[start:i], ":")
+				b.WriteString(name) // with its "{"
+				b.WriteByte('}')
+				start = i + 1
+			}
+		}
+	}
+	if level != 0 {
+		return route
+	}
+	b.WriteString(route[start:])
+	return b.String()
+}
+
 // routeTable gives each route a fixed index into the counters. Lookups are
 // lock-free and allocation-free; a route seen for the first time (one not
 // walked at start) is added under a mutex, once.
 type routeTable struct {
-	mu     sync.Mutex
+	mu sync.Mutex
+	// index holds each route under its label and under its template as
+	// written, so that a request's template needs no rewriting.
 	index  atomic.Pointer[map[string]int]
-	names  [MaxRoutes]string
+	names  [MaxRoutes]string // labels
 	n      atomic.Int32
 	base   [MaxRoutes]Mode          // mode from the configuration
 	modes  [MaxRoutes]atomic.Uint32 // run-time override, or noOverride
 	def    Mode
-	config Routes
+	config Routes // by label
 }
 
 func newRouteTable(config Routes, def Mode) *routeTable {
@@ -56,7 +95,8 @@ func newRouteTable(config Routes, def Mode) *routeTable {
 	return t
 }
 
-// add registers a route and returns its index (idxOther when full).
+// add registers a route by its template (or pattern) and returns its
+// index (idxOther when full).
 func (t *routeTable) add(tmpl string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -64,25 +104,41 @@ func (t *routeTable) add(tmpl string) int {
 	if i, ok := old[tmpl]; ok {
 		return i
 	}
+	label := RouteLabel(tmpl)
+	i, ok := old[label]
 	n := int(t.n.Load())
-	if n >= MaxRoutes {
+	if !ok && n >= MaxRoutes {
 		return idxOther
 	}
-	m := make(map[string]int, len(old)+1)
+	m := make(map[string]int, len(old)+2)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[tmpl] = n
-	t.names[n] = tmpl
-	mode, ok := t.config[tmpl]
 	if !ok {
-		mode = t.def
+		i = n
+		t.names[i] = label
+		mode, ok := t.config[label]
+		if !ok {
+			mode = t.def
+		}
+		t.base[i] = mode
+		t.modes[i].Store(noOverride)
+		t.n.Store(int32(i + 1))
+		m[label] = i
 	}
-	t.base[n] = mode
-	t.modes[n].Store(noOverride)
-	t.n.Store(int32(n + 1))
+	m[tmpl] = i
 	t.index.Store(&m)
-	return n
+	return i
+}
+
+// find returns the index of a route named by its label or its template.
+func (t *routeTable) find(route string) (int, bool) {
+	index := *t.index.Load()
+	if i, ok := index[route]; ok {
+		return i, true
+	}
+	i, ok := index[RouteLabel(route)]
+	return i, ok
 }
 
 // lookup returns the index of r's route: its gorilla/mux path template,

@@ -26,12 +26,13 @@ func (f *Fleet) Modes(ctx context.Context) (map[string]bridge.Mode, error) {
 }
 
 // SetMode overrides the mode of route on every instance (within their
-// ModeRefreshInterval).
+// ModeRefreshInterval). The override is kept under the route's label
+// (bridge.RouteLabel): a template with patterns and without are one route.
 func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error {
 	if err := bridge.CheckRouteMode(route, m); err != nil {
 		return err
 	}
-	if err := f.cfg.Redis.HSet(ctx, f.keys.modes(), route, m.String()).Err(); err != nil {
+	if err := f.cfg.Redis.HSet(ctx, f.keys.modes(), bridge.RouteLabel(route), m.String()).Err(); err != nil {
 		return fmt.Errorf("fleet: set run-time mode: %w", err)
 	}
 	return nil
@@ -40,7 +41,8 @@ func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error 
 // ResetMode drops the override of route: instances return to their
 // configured mode.
 func (f *Fleet) ResetMode(ctx context.Context, route string) error {
-	if err := f.cfg.Redis.HDel(ctx, f.keys.modes(), route).Err(); err != nil {
+	// Under its label, and as written (an override set before labels).
+	if err := f.cfg.Redis.HDel(ctx, f.keys.modes(), bridge.RouteLabel(route), route).Err(); err != nil {
 		return fmt.Errorf("fleet: reset run-time mode: %w", err)
 	}
 	return nil
