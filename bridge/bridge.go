@@ -122,7 +122,7 @@ func New(cfg Config) (*Bridge, error) {
 		rk.cache = b.verifier.cache
 	}
 	if cfg.Router != nil {
-		b.routes.walk(cfg.Router)
+		b.routes.remember(walkRouter(cfg.Router))
 	}
 	if cfg.Fleet != nil {
 		if err := cfg.Fleet.Attach(b); err != nil {

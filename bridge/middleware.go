@@ -24,8 +24,9 @@ func (b *Bridge) Middleware(next http.Handler) http.Handler {
 
 // Check authenticates r by its route's mode and counts it. It returns the
 // request to hand on, carrying the identity, or a *Rejection; cookies go
-// into w's header. The route is the gorilla/mux path template, else the
-// net/http.ServeMux pattern (r.Pattern), else RouteUnmatched.
+// into w's header. The route is the mux path template (in a *mux.Router
+// mounted as the route's handler, the matched route's), else the ServeMux
+// pattern r.Pattern, else RouteUnmatched.
 func (b *Bridge) Check(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
 	x := check{b: b, w: w, r: r, route: b.routes.lookup(r), now: b.cfg.Now()}
 	x.mode = b.routes.mode(x.route)

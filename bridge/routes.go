@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,9 @@ const (
 	idxUnmatched = 0
 	idxOther     = 1
 	noOverride   = ^uint32(0)
+	// maxMountDepth bounds the routers mounted in routers that lookup
+	// follows (and so a router mounted in itself).
+	maxMountDepth = 8
 )
 
 // RouteLabel returns the label a route is counted and given a mode under:
@@ -76,12 +80,19 @@ type routeTable struct {
 	modes  [MaxRoutes]atomic.Uint32 // run-time override, or noOverride
 	def    Mode
 	config Routes // by label
+	// mounts holds, for each router mounted as a route's handler, the
+	// routes it matches a request against, in its order.
+	mounts  atomic.Pointer[map[*mux.Router][]matchedRoute]
+	matches sync.Pool // *mux.RouteMatch for matching mounted routes
 }
 
 func newRouteTable(config Routes, def Mode) *routeTable {
 	t := &routeTable{def: def, config: config}
 	m := map[string]int{}
 	t.index.Store(&m)
+	mounts := map[*mux.Router][]matchedRoute{}
+	t.mounts.Store(&mounts)
+	t.matches.New = func() any { return new(mux.RouteMatch) }
 	t.add(RouteUnmatched)
 	t.add(RouteOther)
 	names := make([]string, 0, len(config))
@@ -141,11 +152,18 @@ func (t *routeTable) find(route string) (int, bool) {
 	return i, ok
 }
 
-// lookup returns the index of r's route: its gorilla/mux path template,
-// or else the net/http.ServeMux pattern that matched it.
+// lookup returns the index of r's route: its gorilla/mux path template
+// (inside a router mounted as the route's handler, the template of the
+// route that router matches), or else the net/http.ServeMux pattern that
+// matched it.
 func (t *routeTable) lookup(r *http.Request) int {
 	tmpl := r.Pattern
 	if route := mux.CurrentRoute(r); route != nil {
+		if inner, ok := route.GetHandler().(*mux.Router); ok {
+			if route = t.mounted(inner, r); route == nil {
+				return idxUnmatched
+			}
+		}
 		var err error
 		if tmpl, err = route.GetPathTemplate(); err != nil {
 			return idxUnmatched
@@ -160,19 +178,95 @@ func (t *routeTable) lookup(r *http.Request) int {
 	return t.add(tmpl)
 }
 
+// mounted returns the route that router, mounted as a route's handler,
+// serves r with (following routers mounted in it), or nil.
+func (t *routeTable) mounted(router *mux.Router, r *http.Request) *mux.Route {
+	for range maxMountDepth {
+		route := t.matchMounted(router, r)
+		if route == nil {
+			return nil
+		}
+		inner, ok := route.GetHandler().(*mux.Router)
+		if !ok {
+			return route
+		}
+		router = inner
+	}
+	return nil
+}
+
+// matchMounted matches r against the routes router had when it was
+// learnt (by New's walk, or the first time a request reached it), one by
+// one with a pooled match as router.Match would: no allocation but
+// mux's own for the matched route's variables, and none of the app's
+// middleware built. A request none of them matches (a 404 or 405 of
+// router's) is matched by router itself, in case a route was added since:
+// router is learnt again if so.
+func (t *routeTable) matchMounted(router *mux.Router, r *http.Request) *mux.Route {
+	routes, ok := (*t.mounts.Load())[router]
+	if !ok {
+		routes = t.learn(router)
+	}
+	if route := t.firstMatch(routes, r); route != nil {
+		return route
+	}
+	var m mux.RouteMatch
+	if !router.Match(r, &m) || m.MatchErr != nil || m.Route == nil {
+		return nil
+	}
+	if !slices.ContainsFunc(routes, func(k matchedRoute) bool { return k.route == m.Route }) {
+		t.learn(router)
+	}
+	return m.Route
+}
+
+// firstMatch returns the first of routes that matches r, as mux would.
+func (t *routeTable) firstMatch(routes []matchedRoute, r *http.Request) *mux.Route {
+	match := t.matches.Get().(*mux.RouteMatch)
+	var found *mux.Route
+	for _, m := range routes {
+		if strings.HasPrefix(r.URL.Path, m.lit) && m.route.Match(r, match) {
+			found = m.route
+			break
+		}
+	}
+	vars := match.Vars
+	clear(vars) // holds pieces of r's path
+	*match = mux.RouteMatch{Vars: vars}
+	t.matches.Put(match)
+	return found
+}
+
+// learn walks router, mounted as a route's handler, and records the routes
+// of every router the walk finds. It returns router's.
+func (t *routeTable) learn(router *mux.Router) []matchedRoute {
+	w := walkRouter(router)
+	t.remember(w)
+	return w.matched[router]
+}
+
+// remember records what a walk found: the mounted routers' routes and the
+// routes' labels.
+func (t *routeTable) remember(w walked) {
+	t.mu.Lock()
+	old := *t.mounts.Load()
+	m := make(map[*mux.Router][]matchedRoute, len(old)+len(w.matched))
+	for k, v := range old {
+		m[k] = v
+	}
+	for k, v := range w.matched {
+		m[k] = v
+	}
+	t.mounts.Store(&m)
+	t.mu.Unlock()
+	for _, s := range w.served {
+		t.add(s.tmpl)
+	}
+}
+
 func (t *routeTable) mode(i int) Mode {
 	if m := t.modes[i].Load(); m != noOverride {
 		return Mode(m)
 	}
 	return t.base[i]
-}
-
-// walk registers every path template of router.
-func (t *routeTable) walk(router *mux.Router) {
-	_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-		if tmpl, err := route.GetPathTemplate(); err == nil {
-			t.add(tmpl)
-		}
-		return nil
-	})
 }

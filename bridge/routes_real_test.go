@@ -1,8 +1,10 @@
-// Tests of routers shaped as real apps build them (issue 14): templates
-// with regular expressions.
+// Tests of routers shaped as real apps build them (issue 14): a router
+// mounted as a route's handler, subrouters, templates with regular
+// expressions.
 package bridge
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -71,6 +73,118 @@ func serve(h http.Handler, method, path string) int {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(method, "https://app.test"+path, nil))
 	return w.Code
+}
+
+// labels returns the route labels of b's snapshot with their request
+// counts.
+func labels(b *Bridge) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, rc := range b.Snapshot() {
+		out[rc.Route] = rc.Requests().Total()
+	}
+	return out
+}
+
+// TestMountedRouterLabels: requests through a router mounted as a route's
+// handler are counted, and given their mode, by the template of the route
+// that router matches, not by the mount's prefix; subrouters' prefixes are
+// no routes; a request the mounted router matches to nothing is unmatched.
+func TestMountedRouterLabels(t *testing.T) {
+	root, _ := realRouter(false)
+	b := newTestBridge(t, func(c *Config) {
+		c.Router = root
+		c.Routes = Routes{"/api/posts/{id}": Dual, "/admin/users": JWT, "/api/billing/invoices/{id}": JWT}
+	})
+	root.Use(b.Middleware)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		label        string
+	}{
+		{"GET", "/healthz", 200, "/healthz"},
+		{"GET", "/api/posts", 200, "/api/posts"},
+		{"POST", "/api/comments", 200, "/api/comments"},
+		{"GET", "/api/posts/7", 401, "/api/posts/{id}"}, // dual: the inner route's mode
+		{"GET", "/api/tags/7/history", 200, "/api/tags/{id}/history"},
+		{"GET", "/api/orders/search", 200, "/api/orders/search"},
+		{"GET", "/api/users/3/csv", 200, "/api/users/{id}/{format}"},
+		{"GET", "/api/v2/me", 200, "/api/v2/me"},
+		{"GET", "/api/billing/invoices/9", 401, "/api/billing/invoices/{id}"}, // a router mounted in the mounted one
+		{"GET", "/admin/users", 401, "/admin/users"},
+		{"GET", "/admin/users/5", 200, "/admin/users/{id}"},
+		{"GET", "/api/nothing", 404, RouteUnmatched},
+		{"PATCH", "/api/posts", 405, RouteUnmatched},
+		{"GET", "/somewhere/in/the/spa", 200, "/"},
+	} {
+		before := labels(b)[tc.label]
+		if got := serve(root, tc.method, tc.path); got != tc.status {
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, got, tc.status)
+		}
+		if got := labels(b)[tc.label] - before; got != 1 {
+			t.Errorf("%s %s: %d requests counted under %q, want 1; labels %v", tc.method, tc.path, got, tc.label, labels(b))
+		}
+	}
+	got := labels(b)
+	for _, prefix := range []string{"/api/", "/admin", "/api/v2", "/api/billing/"} {
+		if _, ok := got[prefix]; ok {
+			t.Errorf("the prefix %q is a route label: %v", prefix, got)
+		}
+	}
+	n := 0
+	for label := range got {
+		if strings.HasPrefix(label, "/api/") {
+			n++
+		}
+	}
+	if want := 5*len(apiResources) + 2; n != want {
+		t.Errorf("%d /api/ labels, want %d (every endpoint its own): %v", n, want, got)
+	}
+}
+
+// TestMountedRouterLearnt: a mounted router is learnt by New's walk or,
+// without Config.Router, by the first request through it; a route added to
+// it afterwards is still counted under its own template.
+func TestMountedRouterLearnt(t *testing.T) {
+	for _, walked := range []bool{true, false} {
+		t.Run(map[bool]string{true: "walked by New", false: "no Config.Router"}[walked], func(t *testing.T) {
+			root, api := realRouter(false)
+			b := newTestBridge(t, func(c *Config) {
+				if walked {
+					c.Router = root
+				}
+			})
+			root.Use(b.Middleware)
+			serve(root, "GET", "/api/posts/1")
+			api.HandleFunc("/api/late", identityHandler) // after the walk, before the catch-all of api (none)
+			for range 2 {
+				if got := serve(root, "GET", "/api/late"); got != 200 {
+					t.Fatalf("GET /api/late: status %d", got)
+				}
+			}
+			got := labels(b)
+			if got["/api/posts/{id}"] != 1 || got["/api/late"] != 2 || got["/api/"] != 0 {
+				t.Errorf("labels %v, want /api/posts/{id} 1, /api/late 2", got)
+			}
+		})
+	}
+}
+
+// TestSubrouterPrefixNotARoute: New's walk gives every route a label but
+// no subrouter's or mount's prefix.
+func TestSubrouterPrefixNotARoute(t *testing.T) {
+	root, _ := realRouter(false)
+	b := newTestBridge(t, func(c *Config) { c.Router = root })
+	got := labels(b)
+	for _, want := range []string{"/admin/users", "/admin/users/{id}", "/api/v2/me", "/api/billing/invoices/{id}", "/posts/{page}", "/"} {
+		if _, ok := got[want]; !ok {
+			t.Errorf("route %q has no label: %v", want, got)
+		}
+	}
+	for _, prefix := range []string{"/admin", "/api/", "/api/v2", "/api/billing/"} {
+		if _, ok := got[prefix]; ok {
+			t.Errorf("prefix %q has a label", prefix)
+		}
+	}
 }
 
 func TestRouteLabel(t *testing.T) {
@@ -163,4 +277,107 @@ func TestParseRoutesRegex(t *testing.T) {
 	if _, err := ParseRoutes("/a=dual=jwt"); err == nil {
 		t.Error(`ParseRoutes("/a=dual=jwt"): no error`)
 	}
+}
+
+// TestMountedMatchesAsMux: the route the bridge finds in a mounted router
+// is the one the router itself serves, whatever its routes match on
+// (methods, headers, queries, hosts, a MatcherFunc, subrouters, StrictSlash,
+// UseEncodedPath, a router mounted in it).
+func TestMountedMatchesAsMux(t *testing.T) {
+	api := mux.NewRouter().StrictSlash(true)
+	api.Use(passThrough)
+	api.HandleFunc("/api/items/{id}", identityHandler).Headers("X-Version", "2")
+	api.HandleFunc("/api/items/special", identityHandler)
+	api.HandleFunc("/api/items/{id:[0-9]+}", identityHandler).Methods(http.MethodGet)
+	api.HandleFunc("/api/items/{id:[0-9]+}/", identityHandler).Methods(http.MethodPut)
+	api.HandleFunc("/api/search", identityHandler).Queries("q", "{q}")
+	api.HandleFunc("/api/search", identityHandler)
+	api.HandleFunc("/api/feature", identityHandler).MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
+		return r.Header.Get("X-Beta") == "1"
+	})
+	api.HandleFunc("/api/{rest:.*}", identityHandler).Methods(http.MethodDelete)
+	admin := api.Host("admin.example.com").Subrouter()
+	admin.Use(passThrough)
+	admin.HandleFunc("/api/feature", identityHandler)
+	v1 := api.PathPrefix("/api/v1").Subrouter()
+	v1.HandleFunc("/", identityHandler)
+	v1.HandleFunc("/things/{id}", identityHandler)
+	enc := mux.NewRouter().UseEncodedPath()
+	enc.HandleFunc("/api/enc/{name}", identityHandler)
+	enc.HandleFunc("/api/enc/{a}/{b}", identityHandler)
+	api.PathPrefix("/api/enc/").Handler(enc)
+	api.HandleFunc("/api/feature", identityHandler).Methods(http.MethodGet)
+
+	// muxRoute is the route the mounted routers serve r with, by mux.
+	muxRoute := func(router *mux.Router, r *http.Request) *mux.Route {
+		for {
+			var m mux.RouteMatch
+			if !router.Match(r, &m) || m.MatchErr != nil || m.Route == nil {
+				return nil
+			}
+			inner, ok := m.Route.GetHandler().(*mux.Router)
+			if !ok {
+				return m.Route
+			}
+			router = inner
+		}
+	}
+	for _, walked := range []bool{true, false} {
+		table := newRouteTable(nil, Legacy)
+		if walked {
+			root := mux.NewRouter()
+			root.PathPrefix("/api/").Handler(api)
+			table.remember(walkRouter(root))
+		}
+		for _, tc := range []struct {
+			method, target string
+			header         http.Header
+		}{
+			{"GET", "/api/items/7", nil},
+			{"GET", "/api/items/7", http.Header{"X-Version": {"2"}}},
+			{"GET", "/api/items/special", nil},
+			{"GET", "/api/items/special", http.Header{"X-Version": {"2"}}},
+			{"PUT", "/api/items/7", nil},
+			{"PUT", "/api/items/7/", nil},
+			{"GET", "/api/items/7/", nil},
+			{"POST", "/api/items/7", nil},
+			{"GET", "/api/search?q=go", nil},
+			{"GET", "/api/search", nil},
+			{"GET", "/api/feature", nil},
+			{"POST", "/api/feature", http.Header{"X-Beta": {"1"}}},
+			{"POST", "https://admin.example.com/api/feature", nil},
+			{"DELETE", "/api/anything/at/all", nil},
+			{"GET", "/api/v1", nil},
+			{"GET", "/api/v1/", nil},
+			{"GET", "/api/v1/things/3", nil},
+			{"GET", "/api/enc/a%2Fb", nil},
+			{"GET", "/api/enc/a/b", nil},
+			{"GET", "/api/nothing", nil},
+		} {
+			r := httptest.NewRequest(tc.method, tc.target, nil)
+			for k, v := range tc.header {
+				r.Header[k] = v
+			}
+			want := muxRoute(api, r)
+			if got := table.mounted(api, r); got != want {
+				t.Errorf("walked %v: %s %s %v: route %s, mux serves %s", walked, tc.method, tc.target, tc.header, routeDesc(got), routeDesc(want))
+			}
+			// The learnt routes alone, without router.Match's fallback.
+			var m mux.RouteMatch
+			api.Match(r, &m)
+			if got := table.firstMatch((*table.mounts.Load())[api], r); got != m.Route {
+				t.Errorf("walked %v: %s %s %v: learnt route %s, mux matches %s", walked, tc.method, tc.target, tc.header, routeDesc(got), routeDesc(m.Route))
+			}
+		}
+	}
+}
+
+// routeDesc names a route by its template and methods ("none" for nil).
+func routeDesc(route *mux.Route) string {
+	if route == nil {
+		return "none"
+	}
+	tmpl, _ := route.GetPathTemplate()
+	methods, _ := route.GetMethods()
+	return fmt.Sprintf("%q %v", tmpl, methods)
 }
