@@ -45,7 +45,7 @@ type Config struct {
 	Audience         string          // aud of minted tokens, required in every token of Issuer. Required.
 
 	// Router, when set, is walked by New so that every route has its
-	// counters from the start.
+	// counters from the start; Routes and PublicRoutes must name its routes.
 	Router       *mux.Router
 	Routes       Routes   // modes by mux path template (or ServeMux pattern)
 	PublicRoutes []string // routes that need no credential: always legacy, never hold back RetireSessions
@@ -96,6 +96,7 @@ type Bridge struct {
 // New validates cfg and fills its defaults; an error names the field that
 // is wrong. It does no I/O and starts no goroutine.
 func New(cfg Config) (*Bridge, error) {
+	routes, public := cfg.Routes, cfg.PublicRoutes // as written, for errors
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -122,7 +123,15 @@ func New(cfg Config) (*Bridge, error) {
 		rk.cache = b.verifier.cache
 	}
 	if cfg.Router != nil {
-		b.routes.remember(walkRouter(cfg.Router))
+		w := walkRouter(cfg.Router)
+		if err := w.check(routes, public); err != nil {
+			return nil, err
+		}
+		if dups := w.duplicates(); len(dups) > 0 {
+			cfg.Logger.Warn("bridge: routes share a path template, and so their counters and mode",
+				slog.Any("templates", dups))
+		}
+		b.routes.remember(w)
 	}
 	if cfg.Fleet != nil {
 		if err := cfg.Fleet.Attach(b); err != nil {

@@ -1,6 +1,7 @@
 // Tests of routers shaped as real apps build them (issue 14): a router
 // mounted as a route's handler, subrouters, templates with regular
-// expressions.
+// expressions, Config.Routes checked against the router, and the bridge's
+// own endpoints next to a catch-all route.
 package bridge
 
 import (
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/mux"
+
+	"github.com/sessionbridge/sessionbridge/internal/webtest"
 )
 
 // passThrough is an app middleware, as subrouters and mounted routers
@@ -276,6 +279,183 @@ func TestParseRoutesRegex(t *testing.T) {
 	}
 	if _, err := ParseRoutes("/a=dual=jwt"); err == nil {
 		t.Error(`ParseRoutes("/a=dual=jwt"): no error`)
+	}
+}
+
+// TestRoutesCheckedAtNew: with Config.Router set, an entry of Routes or
+// PublicRoutes that names no route is an error listing the closest ones.
+func TestRoutesCheckedAtNew(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		routes Routes
+		public []string
+		want   []string // substrings of the error, in order; none: no error
+	}{
+		{name: "routes of every kind", routes: Routes{
+			"/api/posts/{id}": Dual, "/api/posts/{id:[0-9]+}": Dual, "/admin/users": JWT, "/api/v2/me": JWT,
+			"/api/billing/invoices/{id}": JWT, "/": Legacy, RouteUnmatched: Dual,
+		}, public: []string{"/healthz", "/login"}},
+		{name: "typo", routes: Routes{"/api/post/{id}": Dual},
+			want: []string{`Config.Routes: "/api/post/{id}" names no route of Config.Router (closest: "/api/posts/{id}"`}},
+		{name: "var name", routes: Routes{"/api/posts/{postID}": Dual},
+			want: []string{`closest: "/api/posts/{id}"`}},
+		{name: "public typo", public: []string{"/helthz"},
+			want: []string{`Config.PublicRoutes: "/helthz" names no route of Config.Router (closest: "/healthz"`}},
+		{name: "subrouter prefix", routes: Routes{"/admin": JWT},
+			want: []string{`"/admin" is the prefix of a subrouter or mounted router, not a route (closest: "/admin/users"`}},
+		{name: "mount prefix", routes: Routes{"/api/": JWT},
+			want: []string{`"/api/" is the prefix of a subrouter or mounted router`}},
+		{name: "every bad entry", routes: Routes{"/nope": Dual, "/api/x": JWT}, public: []string{"/helthz"},
+			want: []string{`"/helthz"`, `"/api/x"`, `"/nope"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, _ := realRouter(false)
+			_, err := New(Config{SigningKey: newTestKey(t), Issuer: testIssuer, Audience: testAudience,
+				Router: root, Routes: tc.routes, PublicRoutes: tc.public})
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("New: no error")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Fatalf("error %q: want %q in it", msg, w)
+				}
+				msg = msg[i+len(w):]
+			}
+		})
+	}
+	// Without a router, nothing to check against.
+	if _, err := New(Config{SigningKey: newTestKey(t), Issuer: testIssuer, Audience: testAudience,
+		Routes: Routes{"/anything": Dual}}); err != nil {
+		t.Errorf("New without Router: %v", err)
+	}
+}
+
+// TestDuplicateTemplatesWarned: routes that share a label where one
+// request could match either are warned about once, at New; one template
+// split by method is not.
+func TestDuplicateTemplatesWarned(t *testing.T) {
+	r := mux.NewRouter()
+	r.HandleFunc("/login", identityHandler).Methods(http.MethodGet)
+	r.HandleFunc("/login", identityHandler).Methods(http.MethodPost)
+	r.HandleFunc("/healthz", identityHandler)
+	r.HandleFunc("/healthz", identityHandler)
+	r.HandleFunc("/files/{id:[0-9]+}", identityHandler).Methods(http.MethodGet)
+	r.HandleFunc("/files/{id:[a-z]+}", identityHandler).Methods(http.MethodGet, http.MethodHead)
+	r.Host("a.example.com").Path("/home").HandlerFunc(identityHandler)
+	r.Host("b.example.com").Path("/home").HandlerFunc(identityHandler)
+	b := newTestBridge(t, func(c *Config) { c.Router = r })
+	logs := logsOf(b).String()
+	if n := strings.Count(logs, "routes share a path template"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs)
+	}
+	for _, want := range []string{
+		"/healthz (2 routes: /healthz, /healthz)",
+		"/files/{id} (2 routes: /files/{id:[0-9]+}, /files/{id:[a-z]+})",
+		"/home (2 routes",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("warning lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "/login") {
+		t.Errorf("GET and POST /login warned about:\n%s", logs)
+	}
+}
+
+// TestOwnEndpointsWithCatchAll: with a catch-all route last, the bridge's
+// own endpoints must come before it, and New (which checks Config.Routes
+// against the router) before their handlers. Either the router declares
+// them by name before the catch-all and they get their handlers after
+// New (counted, public), or they are served on a router in front of the
+// app's (outside the middleware: no PublicRoutes entry, not counted). The
+// app's logout is wrapped in place. Mounted on the app's router after
+// New, they would be shadowed by the catch-all.
+func TestOwnEndpointsWithCatchAll(t *testing.T) {
+	for _, front := range []bool{false, true} {
+		t.Run(map[bool]string{false: "declared before the catch-all", true: "on a router in front"}[front], func(t *testing.T) {
+			r, _ := realRouter(!front)
+			public := []string{"/", "/login", "/logout", "/healthz"}
+			if !front {
+				public = append(public, "/.well-known/jwks.json", "/auth/cookie")
+			}
+			b := newTestBridge(t, func(c *Config) {
+				c.Router = r
+				c.DefaultMode = JWT
+				c.PublicRoutes = public
+			})
+			var h http.Handler = r
+			if front {
+				f := mux.NewRouter()
+				f.Handle("/.well-known/jwks.json", b.JWKSHandler())
+				f.Handle("/auth/cookie", b.CookieExchangeHandler())
+				f.PathPrefix("/").Handler(r)
+				h = f
+			} else {
+				r.Get("jwks").Handler(b.JWKSHandler())
+				r.Get("auth_cookie").Handler(b.CookieExchangeHandler())
+			}
+			r.Use(b.Middleware)
+			logout := r.Get("logout")
+			appLogout := logout.GetHandler()
+			logout.Handler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if err := b.Logout(w, req); err != nil {
+					WriteError(w, req, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonStoreUnavailable, Err: err})
+					return
+				}
+				appLogout.ServeHTTP(w, req)
+			}))
+			ts := httptest.NewTLSServer(h)
+			t.Cleanup(ts.Close)
+			c := webtest.NewJarClient(t, ts)
+
+			jwks := webtest.Do(t, c, "GET", ts.URL+"/.well-known/jwks.json", nil)
+			if jwks.StatusCode != 200 || !strings.Contains(jwks.Body, b.cfg.SigningKey.KID()) {
+				t.Fatalf("JWKS: %d %q", jwks.StatusCode, jwks.Body)
+			}
+			if resp := webtest.Do(t, c, "GET", ts.URL+"/settings/profile", nil); resp.StatusCode != 200 || resp.Body != "spa" {
+				t.Errorf("the catch-all: %d %q", resp.StatusCode, resp.Body)
+			}
+			if resp := webtest.Do(t, c, "GET", ts.URL+"/api/users", nil); resp.StatusCode != 401 {
+				t.Errorf("jwt route without a token: %d", resp.StatusCode)
+			}
+			tok := mintTestToken(t, b, "42", nil)
+			if resp := webtest.Do(t, c, "POST", ts.URL+"/auth/cookie", webtest.Bearer(tok)); resp.StatusCode != 204 {
+				t.Fatalf("cookie exchange: %d %q", resp.StatusCode, resp.Body)
+			}
+			if resp := webtest.Do(t, c, "GET", ts.URL+"/api/users", nil); resp.StatusCode != 200 || identityOf(t, resp).Source != "jwt_cookie" {
+				t.Errorf("with the exchanged cookie: %d %q", resp.StatusCode, resp.Body)
+			}
+			if resp := webtest.Do(t, c, "POST", ts.URL+"/logout", nil); resp.StatusCode != 200 {
+				t.Errorf("logout: %d %q", resp.StatusCode, resp.Body)
+			}
+			if resp := webtest.Do(t, c, "GET", ts.URL+"/api/users", webtest.Bearer(tok)); resp.StatusCode != 401 {
+				t.Errorf("the token after logout: %d", resp.StatusCode)
+			}
+			got := labels(b)
+			if got["/"] != 1 || got["/api/users"] != 3 || got["/logout"] != 1 {
+				t.Errorf("labels %v, want / 1, /api/users 3, /logout 1", got)
+			}
+			for _, own := range []string{"/.well-known/jwks.json", "/auth/cookie"} {
+				if want := map[bool]uint64{false: 1, true: 0}[front]; got[own] != want {
+					t.Errorf("%s counted %d times, want %d: %v", own, got[own], want, got)
+				}
+			}
+
+			// The problem this avoids: on the app's router after New, the
+			// catch-all matches first.
+			r.Handle("/.well-known/openid-configuration", b.JWKSHandler())
+			if resp := webtest.Do(t, c, "GET", ts.URL+"/.well-known/openid-configuration", nil); resp.Body != "spa" {
+				t.Errorf("a route added after the catch-all: %d %q, want the catch-all's", resp.StatusCode, resp.Body)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,11 @@
 package bridge
 
 import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -19,6 +24,8 @@ type walked struct {
 	// the routes a request is matched against, in mux's order, with
 	// subrouters flattened (a subrouter's routes carry its matchers).
 	matched map[*mux.Router][]matchedRoute
+	// prefixes are the templates of subrouters' and mounts' routes.
+	prefixes []string
 }
 
 type servedRoute struct {
@@ -82,6 +89,9 @@ func walkRouter(root *mux.Router) walked {
 	for _, v := range visits {
 		tmpl, err := v.route.GetPathTemplate()
 		if subrouted[v.route] {
+			if err == nil {
+				w.prefixes = append(w.prefixes, tmpl)
+			}
 			continue
 		}
 		w.matched[v.in] = append(w.matched[v.in], newMatchedRoute(v.route))
@@ -91,9 +101,139 @@ func walkRouter(root *mux.Router) walked {
 		switch {
 		case err != nil:
 		case mount || h == nil && !strings.HasSuffix(re, "$"):
+			w.prefixes = append(w.prefixes, tmpl)
 		default:
 			w.served = append(w.served, servedRoute{v.route, tmpl})
 		}
 	}
 	return w
+}
+
+// check reports the entries of Config.Routes and Config.PublicRoutes (as
+// written) that name no route the walk found, with the closest routes.
+func (w walked) check(routes Routes, public []string) error {
+	known := map[string]bool{RouteUnmatched: true}
+	var labels []string
+	for _, s := range w.served {
+		if label := RouteLabel(s.tmpl); !known[label] {
+			known[label] = true
+			labels = append(labels, label)
+		}
+	}
+	var errs []error
+	unknown := func(field, tmpl string) {
+		label := RouteLabel(tmpl)
+		if known[label] {
+			return
+		}
+		what := "names no route of Config.Router"
+		if slices.ContainsFunc(w.prefixes, func(p string) bool { return RouteLabel(p) == label }) {
+			what = "is the prefix of a subrouter or mounted router, not a route"
+		}
+		errs = append(errs, fmt.Errorf("bridge: %s: %q %s (closest: %s)", field, tmpl, what, closest(label, labels, 3)))
+	}
+	for _, tmpl := range public {
+		unknown("Config.PublicRoutes", tmpl)
+	}
+	for _, tmpl := range slices.Sorted(maps.Keys(routes)) {
+		unknown("Config.Routes", tmpl)
+	}
+	return errors.Join(errs...)
+}
+
+// duplicates describes the labels that routes share where a request could
+// match more than one of them (their methods overlap): such routes share
+// counters and a mode. GET and POST of one template are not duplicates.
+func (w walked) duplicates() []string {
+	byLabel := map[string][]servedRoute{}
+	var order []string
+	for _, s := range w.served {
+		label := RouteLabel(s.tmpl)
+		if byLabel[label] == nil {
+			order = append(order, label)
+		}
+		byLabel[label] = append(byLabel[label], s)
+	}
+	var out []string
+	for _, label := range order {
+		routes := byLabel[label]
+		for i, a := range routes {
+			if slices.ContainsFunc(routes[i+1:], func(b servedRoute) bool { return methodsOverlap(a.route, b.route) }) {
+				var tmpls []string
+				for _, s := range routes {
+					tmpls = append(tmpls, s.tmpl)
+				}
+				out = append(out, fmt.Sprintf("%s (%d routes: %s)", label, len(routes), strings.Join(tmpls, ", ")))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// methodsOverlap reports whether a request method could match both
+// routes (a route without Methods matches every method).
+func methodsOverlap(a, b *mux.Route) bool {
+	ma, errA := a.GetMethods()
+	mb, errB := b.GetMethods()
+	if errA != nil || errB != nil {
+		return true
+	}
+	return slices.ContainsFunc(ma, func(m string) bool { return slices.Contains(mb, m) })
+}
+
+// closest returns up to n of labels nearest to label, quoted: first those
+// sharing the most leading path segments, then by edit distance.
+func closest(label string, labels []string, n int) string {
+	if len(labels) == 0 {
+		return "the router has no routes"
+	}
+	type scored struct {
+		label    string
+		segments int
+		distance int
+	}
+	all := make([]scored, 0, len(labels))
+	for _, l := range labels {
+		all = append(all, scored{l, sharedSegments(label, l), editDistance(label, l)})
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		return cmp.Or(cmp.Compare(b.segments, a.segments), cmp.Compare(a.distance, b.distance), strings.Compare(a.label, b.label))
+	})
+	var out []string
+	for _, s := range all[:min(n, len(all))] {
+		out = append(out, fmt.Sprintf("%q", s.label))
+	}
+	return strings.Join(out, ", ")
+}
+
+// sharedSegments counts the leading path segments a and b share.
+func sharedSegments(a, b string) int {
+	sa, sb := strings.Split(strings.Trim(a, "/"), "/"), strings.Split(strings.Trim(b, "/"), "/")
+	n := 0
+	for n < len(sa) && n < len(sb) && sa[n] == sb[n] && sa[n] != "" {
+		n++
+	}
+	return n
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
