@@ -27,9 +27,9 @@ const (
 	MinSIDKeySize       = 32 // the least size of Config.SIDKey, in bytes
 )
 
-// Config configures a Bridge. A field left zero takes the default its
-// comment names; a negative size or duration is an error (NoCache is the
-// one explicit "off").
+// Config configures a Bridge. A zero field takes the default its comment
+// names; a negative size or duration is an error (only NoCache means
+// "off").
 type Config struct {
 	// Sessions reads the legacy session: StoreSource with the app's store,
 	// or a source from bridge/redisstore. Nil: JWTs only.
@@ -45,7 +45,7 @@ type Config struct {
 	Audience         string          // aud of minted tokens, required in every token of Issuer. Required.
 
 	// Router, when set, is walked by New so that every route has its
-	// counters from the start.
+	// counters from the start; Routes and PublicRoutes must name its routes.
 	Router       *mux.Router
 	Routes       Routes   // modes by mux path template (or ServeMux pattern)
 	PublicRoutes []string // routes that need no credential: always legacy, never hold back RetireSessions
@@ -81,8 +81,7 @@ type Config struct {
 	Now          func() time.Time                                        // the clock. Default time.Now.
 }
 
-// Bridge is the dual-mode authenticator. Build it with New; it is safe for
-// concurrent use.
+// Bridge is the dual-mode authenticator, made by New, safe for concurrent use.
 type Bridge struct {
 	cfg      Config
 	ownKeys  []*Key
@@ -99,6 +98,7 @@ type Bridge struct {
 // New validates cfg (an error names the wrong field) and fills its
 // defaults; no I/O, no goroutine.
 func New(cfg Config) (*Bridge, error) {
+	routes, public := cfg.Routes, cfg.PublicRoutes // as written, for errors
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,15 @@ func New(cfg Config) (*Bridge, error) {
 		rk.cache = b.verifier.cache
 	}
 	if cfg.Router != nil {
-		b.routes.walk(cfg.Router)
+		w := walkRouter(cfg.Router)
+		if err := w.check(routes, public); err != nil {
+			return nil, err
+		}
+		if dups := w.duplicates(); len(dups) > 0 {
+			cfg.Logger.Warn("bridge: routes share a path template, and so their counters and mode",
+				slog.Any("templates", dups))
+		}
+		b.routes.remember(w)
 	}
 	if cfg.Fleet != nil {
 		if err := cfg.Fleet.Attach(b); err != nil {
@@ -241,27 +249,39 @@ func (c *Config) fill() error {
 	return nil
 }
 
-// fillRoutes checks the modes, folds PublicRoutes into Routes (as legacy)
-// and checks that RetireSessions leaves no legacy route.
+// fillRoutes checks the modes, keys Routes and PublicRoutes by RouteLabel,
+// folds PublicRoutes into Routes (as legacy) and checks that
+// RetireSessions leaves no legacy route.
 func (c *Config) fillRoutes() error {
 	if c.DefaultMode >= numModes {
 		return fmt.Errorf("bridge: Config.DefaultMode: invalid %v", c.DefaultMode)
 	}
 	routes := make(Routes, len(c.Routes)+len(c.PublicRoutes))
-	for tmpl, m := range c.Routes {
+	written := make(map[string]string, len(c.Routes))
+	for _, tmpl := range slices.Sorted(maps.Keys(c.Routes)) {
+		m := c.Routes[tmpl]
 		if err := CheckRouteMode(tmpl, m); err != nil {
 			return fmt.Errorf("bridge: Config.Routes[%q]: %w", tmpl, err)
 		}
-		routes[tmpl] = m
+		label := RouteLabel(tmpl)
+		if prev, ok := written[label]; ok && routes[label] != m {
+			return fmt.Errorf("bridge: Config.Routes: %q and %q are one route, %q, given two modes", prev, tmpl, label)
+		}
+		routes[label], written[label] = m, tmpl
 	}
+	public := make([]string, 0, len(c.PublicRoutes))
 	for _, tmpl := range c.PublicRoutes {
-		if m, ok := c.Routes[tmpl]; ok && m != Legacy {
+		label := RouteLabel(tmpl)
+		if m, ok := routes[label]; ok && m != Legacy {
 			return fmt.Errorf("bridge: Config.PublicRoutes: %q is also in Config.Routes as %v", tmpl, m)
 		}
-		routes[tmpl] = Legacy
+		routes[label] = Legacy
+		if !slices.Contains(public, label) {
+			public = append(public, label)
+		}
 	}
 	c.Routes = routes
-	c.PublicRoutes = slices.Clone(c.PublicRoutes)
+	c.PublicRoutes = public
 	if !c.RetireSessions {
 		return nil
 	}
@@ -280,7 +300,7 @@ func (c *Config) fillRoutes() error {
 }
 
 // Config returns a copy of the effective configuration: defaults filled
-// in, PublicRoutes in Routes as legacy.
+// in, routes by RouteLabel, PublicRoutes in Routes as legacy.
 func (b *Bridge) Config() Config {
 	c := b.cfg
 	c.Routes = maps.Clone(c.Routes)
@@ -340,10 +360,11 @@ func (b *Bridge) SetMode(route string, m Mode) error {
 	if err := CheckRouteMode(route, m); err != nil {
 		return err
 	}
-	if slices.Contains(b.cfg.PublicRoutes, route) && m != Legacy {
+	public := slices.Contains(b.cfg.PublicRoutes, RouteLabel(route))
+	if public && m != Legacy {
 		return fmt.Errorf("bridge: route %q is public (Config.PublicRoutes): it stays legacy", route)
 	}
-	if m == Legacy && b.cfg.RetireSessions && !slices.Contains(b.cfg.PublicRoutes, route) {
+	if m == Legacy && b.cfg.RetireSessions && !public {
 		return fmt.Errorf("bridge: route %q cannot go back to legacy while sessions are retired (Config.RetireSessions)", route)
 	}
 	i := b.routes.add(route)
@@ -356,17 +377,17 @@ func (b *Bridge) SetMode(route string, m Mode) error {
 
 // ResetMode drops a run-time override of a route's mode.
 func (b *Bridge) ResetMode(route string) {
-	if i, ok := (*b.routes.index.Load())[route]; ok {
+	if i, ok := b.routes.find(route); ok {
 		b.routes.modes[i].Store(noOverride)
 	}
 }
 
 // Mode returns the current mode of a route.
 func (b *Bridge) Mode(route string) Mode {
-	if i, ok := (*b.routes.index.Load())[route]; ok {
+	if i, ok := b.routes.find(route); ok {
 		return b.routes.mode(i)
 	}
-	if m, ok := b.cfg.Routes[route]; ok {
+	if m, ok := b.cfg.Routes[RouteLabel(route)]; ok {
 		return m
 	}
 	return b.cfg.DefaultMode

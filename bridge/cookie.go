@@ -119,6 +119,5 @@ func (b *Bridge) clearCookie(w http.ResponseWriter, name string) {
 	w.Header().Set("Cache-Control", "no-store")
 }
 
-// ClearTokenCookie expires the JWT cookie: call it where a login starts a
-// new session, so that the previous user's token is not kept.
+// ClearTokenCookie expires the JWT cookie (where a login starts a session).
 func (b *Bridge) ClearTokenCookie(w http.ResponseWriter) { b.clearCookie(w, b.cfg.CookieName) }

@@ -171,7 +171,7 @@ func unmarshalCounts(data []byte, n []uint64, names []string) error {
 
 // RouteCounts are the in-process counts of one route since start.
 type RouteCounts struct {
-	Route        string // mux path template, ServeMux pattern, RouteUnmatched or RouteOther
+	Route        string // RouteLabel of the mux path template, ServeMux pattern, RouteUnmatched or RouteOther
 	Mode         Mode   // the current mode
 	Conversions  uint64 // sessions converted into JWT cookies
 	Retired      uint64 // converted sessions deleted (Config.RetireSessions)

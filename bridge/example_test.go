@@ -146,3 +146,54 @@ func ExampleParseRoutes() {
 	// Output:
 	// dual jwt <nil>
 }
+
+// A template's label drops its variables' patterns; either form names the
+// route in Config.Routes, PublicRoutes and the run-time modes.
+func ExampleRouteLabel() {
+	fmt.Println(bridge.RouteLabel("/posts/{page:[0-9]+}"))
+	fmt.Println(bridge.RouteLabel("/a/{id:[0-9]{1,3}}/{name}"))
+	// Output:
+	// /posts/{page}
+	// /a/{id}/{name}
+}
+
+// A router mounted as a route's handler, and a subrouter: each of their
+// routes is counted and given a mode on its own; their prefixes are no
+// routes, and New refuses a Routes entry naming no route.
+func ExampleConfig_mountedRouter() {
+	key, _ := bridge.GenerateKey()
+	api := mux.NewRouter()
+	api.HandleFunc("/api/posts", func(http.ResponseWriter, *http.Request) {})
+	api.HandleFunc("/api/posts/{id:[0-9]+}", func(http.ResponseWriter, *http.Request) {})
+	r := mux.NewRouter()
+	admin := r.PathPrefix("/admin").Subrouter()
+	admin.HandleFunc("/users", func(http.ResponseWriter, *http.Request) {})
+	r.PathPrefix("/api/").Handler(api)
+
+	cfg := bridge.Config{SigningKey: key, Issuer: "https://app.example.com", Audience: "app",
+		Router: r, Routes: bridge.Routes{"/api/post/{id}": bridge.JWT}}
+	_, err := bridge.New(cfg)
+	fmt.Println(err)
+
+	cfg.Routes = bridge.Routes{"/api/posts/{id}": bridge.JWT}
+	b, _ := bridge.New(cfg)
+	r.Use(b.Middleware)
+	for _, path := range []string{"/api/posts", "/api/posts/7", "/admin/users"} {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		fmt.Println(path, w.Code)
+	}
+	for _, rc := range b.Snapshot() {
+		if rc.Route != bridge.RouteUnmatched && rc.Route != bridge.RouteOther {
+			fmt.Println(rc.Route, rc.Mode, rc.Requests().Total())
+		}
+	}
+	// Output:
+	// bridge: Config.Routes: "/api/post/{id}" names no route of Config.Router (closest: "/api/posts/{id}", "/api/posts", "/admin/users")
+	// /api/posts 200
+	// /api/posts/7 401
+	// /admin/users 200
+	// /api/posts/{id} jwt 1
+	// /admin/users legacy 1
+	// /api/posts legacy 1
+}

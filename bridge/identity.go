@@ -71,8 +71,8 @@ func (id Identity) HasRole(role string) bool { return slices.Contains(id.roles, 
 // Source is the credential that authenticated the request.
 func (id Identity) Source() Source { return id.source }
 
-// Claims returns a copy of the token's claims; false for an unconverted
-// session.
+// Claims returns a copy of the token's claims (false: an unconverted
+// session).
 func (id Identity) Claims() (Claims, bool) {
 	if id.claims == nil {
 		return Claims{}, false

@@ -36,8 +36,7 @@ type Key struct {
 // KID returns the key ID.
 func (k *Key) KID() string { return k.kid }
 
-// Algorithm returns the JWS algorithm the key is pinned to (ES256, EdDSA,
-// RS256 or HS256).
+// Algorithm returns the key's pinned algorithm: ES256, EdDSA, RS256 or HS256.
 func (k *Key) Algorithm() string { return k.alg }
 
 // CanSign reports whether the key holds private (or secret) material.

@@ -23,9 +23,10 @@ func (b *Bridge) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// Check authenticates r by its route's mode (the mux path template, else
-// r.Pattern, else RouteUnmatched) and counts it: it returns the request to
-// hand on, with the identity, or a *Rejection; cookies go into w's header.
+// Check authenticates r by its route's mode and counts it: it returns the
+// request to hand on, with the identity, or a *Rejection; cookies go into
+// w's header. The route is the mux path template (of the route a *mux.Router
+// mounted as its handler matched), else r.Pattern, else RouteUnmatched.
 func (b *Bridge) Check(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
 	x := check{b: b, w: w, r: r, route: b.routes.lookup(r), now: b.cfg.Now()}
 	x.mode = b.routes.mode(x.route)

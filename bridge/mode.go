@@ -56,25 +56,29 @@ func CheckRouteMode(route string, m Mode) error {
 	return fmt.Errorf("bridge: route %q: want a mux path template such as /api/me", route)
 }
 
-// Routes maps gorilla/mux path templates (such as "/api/orders/{id}") to
-// their mode.
+// Routes maps mux path templates (such as "/api/orders/{id}") to modes.
 type Routes map[string]Mode
 
 // ParseRoutes parses "template=mode,template=mode,..." as in the demo's
-// BRIDGE_MODES. Spaces around items are ignored; an empty string is an
-// empty map.
+// BRIDGE_MODES. Spaces around items are ignored; "" is an empty map.
 func ParseRoutes(s string) (Routes, error) {
 	routes := Routes{}
-	for _, item := range strings.Split(s, ",") {
+	for rest := s; rest != ""; {
+		item := rest
+		if i := indexOutsideBraces(rest, ','); i >= 0 {
+			item, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+		}
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
-		tmpl, mode, ok := strings.Cut(item, "=")
-		tmpl = strings.TrimSpace(tmpl)
-		if !ok || !strings.HasPrefix(tmpl, "/") {
+		i := indexOutsideBraces(item, '=')
+		if i < 0 || !strings.HasPrefix(strings.TrimSpace(item[:i]), "/") {
 			return nil, fmt.Errorf("bridge: route item %q: want /path/template=mode", item)
 		}
+		tmpl, mode := strings.TrimSpace(item[:i]), item[i+1:]
 		m, err := ParseMode(mode)
 		if err != nil {
 			return nil, fmt.Errorf("bridge: route %q: %w", tmpl, err)
@@ -85,4 +89,24 @@ func ParseRoutes(s string) (Routes, error) {
 		routes[tmpl] = m
 	}
 	return routes, nil
+}
+
+// indexOutsideBraces returns the index of the first c in s outside
+// braces, or -1: a variable's pattern such as {id:[0-9]{1,3}} may hold
+// "," or "=".
+func indexOutsideBraces(s string, c byte) int {
+	level := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '{':
+			level++
+		case '}':
+			level = max(level-1, 0)
+		case c:
+			if level == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }

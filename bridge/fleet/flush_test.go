@@ -1103,8 +1103,11 @@ func TestFleetRunModes(t *testing.T) {
 }
 
 // TestFleetModesUnknownRoute: a route named fleet-wide that an instance
-// has not seen yet gets its mode when it first shows up.
+// has not seen yet gets its mode when it first shows up. The override is
+// kept under the route's label: a template with its variables' patterns
+// and one without name it alike.
 func TestFleetModesUnknownRoute(t *testing.T) {
+	const written, label = "/late/{id:[0-9]+}", "/late/{id}"
 	srv := redistest.New(t)
 	tr := bridgetest.NewTraffic(t, 1)
 	fl, err := New(Config{Redis: srv.Client(), App: bridgetest.Audience})
@@ -1112,18 +1115,29 @@ func TestFleetModesUnknownRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := fl.SetMode(ctx, "/late/{id}", bridge.JWT); err != nil {
+	if err := fl.SetMode(ctx, written, bridge.JWT); err != nil {
 		t.Fatal(err)
 	}
-	x := ftNewInstance(t, "web-0", tr, srv.Client(), nil)
+	if m, err := fl.Modes(ctx); err != nil || len(m) != 1 || m[label] != bridge.JWT {
+		t.Errorf("Fleet.Modes = %v, %v; want %s jwt", m, err, label)
+	}
+	x := ftNewInstance(t, "web-0", tr, srv.Client(), func(c *Config) { c.ModeRefreshInterval = 20 * time.Millisecond })
 	x.run()
 	defer x.stop(t)
-	bridgetest.Eventually(t, 2*time.Second, "the override to be read at start", func() bool { return x.b.Mode("/late/{id}") == bridge.JWT })
+	bridgetest.Eventually(t, 2*time.Second, "the override to be read at start", func() bool { return x.b.Mode(written) == bridge.JWT })
 	r := mux.NewRouter()
 	r.Use(x.b.Middleware)
-	r.HandleFunc("/late/{id}", bridgetest.IdentityHandler)
+	r.HandleFunc(written, bridgetest.IdentityHandler)
 	if w := bridgetest.Serve(r, "/late/7", bridgetest.KindSession, tr.Creds, 0); w.Code != http.StatusUnauthorized {
 		t.Errorf("session on a late route set to jwt: %d", w.Code)
 	}
-	bridgetest.WantReasons(t, x.b, "/late/{id}", map[bridge.Reason]uint64{bridge.ReasonSessionOnJWT: 1})
+	bridgetest.WantReasons(t, x.b, label, map[bridge.Reason]uint64{bridge.ReasonSessionOnJWT: 1})
+
+	if err := fl.ResetMode(ctx, label); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := fl.Modes(ctx); err != nil || len(m) != 0 {
+		t.Errorf("Fleet.Modes after ResetMode(%q) = %v, %v", label, m, err)
+	}
+	bridgetest.Eventually(t, 2*time.Second, "the override to be dropped", func() bool { return x.b.Mode(written) == bridge.Legacy })
 }

@@ -30,7 +30,8 @@ func (f *Fleet) Modes(ctx context.Context) (map[string]bridge.Mode, error) {
 }
 
 // SetMode overrides the mode of route on every instance (within their
-// ModeRefreshInterval).
+// ModeRefreshInterval). The override is kept under the route's label
+// (bridge.RouteLabel): a template with patterns and without are one route.
 func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error {
 	if err := bridge.CheckRouteMode(route, m); err != nil {
 		return err
@@ -39,7 +40,7 @@ func (f *Fleet) SetMode(ctx context.Context, route string, m bridge.Mode) error 
 	if err != nil {
 		return err
 	}
-	if err := f.cfg.Redis.HSet(ctx, k.modes(), route, m.String()).Err(); err != nil {
+	if err := f.cfg.Redis.HSet(ctx, k.modes(), bridge.RouteLabel(route), m.String()).Err(); err != nil {
 		return fmt.Errorf("fleet: set run-time mode: %w", err)
 	}
 	return nil
@@ -52,7 +53,8 @@ func (f *Fleet) ResetMode(ctx context.Context, route string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.cfg.Redis.HDel(ctx, k.modes(), route).Err(); err != nil {
+	// Under its label, and as written (an override set before labels).
+	if err := f.cfg.Redis.HDel(ctx, k.modes(), bridge.RouteLabel(route), route).Err(); err != nil {
 		return fmt.Errorf("fleet: reset run-time mode: %w", err)
 	}
 	return nil

@@ -205,6 +205,21 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// Every route is on the router before New, which checks PublicRoutes
+	// against it: the bridge's own are declared now and get their
+	// handlers once the Bridge exists. The migration views and metrics
+	// are operators' pages: the demo serves them to loopback clients
+	// only; in production put them behind admin authentication.
+	jwks := r.Path("/.well-known/jwks.json").Methods(http.MethodGet, http.MethodHead).Name("jwks")
+	exchange := r.Path("/auth/cookie").Name("auth_cookie")
+	reg := prometheus.NewRegistry()
+	gate := loopbackOnly
+	if d.adminPages == "admin" {
+		gate = func(h http.Handler) http.Handler { return adminOnly(appCfg.CurrentUser, h) }
+	}
+	r.Handle("/metrics", gate(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
+	r.Handle("/migration/report.json", gate(f.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
+	r.Handle("/migration/", gate(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
 	cfg.Router = r
 	cfg.Fleet = f
 	b, err := bridge.New(cfg)
@@ -215,22 +230,11 @@ func withBridge(d demoConfig, rdb redis.UniversalClient, store sessions.Store, n
 		return nil, nil, nil, err
 	}
 	handlers.Store = b.WrapStore(store)
-	r.Handle("/.well-known/jwks.json", b.JWKSHandler()).Methods(http.MethodGet, http.MethodHead).Name("jwks")
-	r.Handle("/auth/cookie", b.CookieExchangeHandler()).Name("auth_cookie")
-	// The migration views and metrics are operators' pages: the demo
-	// serves them to loopback clients only; in production put them
-	// behind admin authentication.
-	reg := prometheus.NewRegistry()
+	jwks.Handler(b.JWKSHandler())
+	exchange.Handler(b.CookieExchangeHandler())
 	if err := reg.Register(bridgeprom.NewCollector(b, f)); err != nil {
 		return nil, nil, nil, err
 	}
-	gate := loopbackOnly
-	if d.adminPages == "admin" {
-		gate = func(h http.Handler) http.Handler { return adminOnly(appCfg.CurrentUser, h) }
-	}
-	r.Handle("/metrics", gate(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))).Methods(http.MethodGet).Name("metrics")
-	r.Handle("/migration/report.json", gate(f.ReportHandler())).Methods(http.MethodGet).Name("migration_report")
-	r.Handle("/migration/", gate(f.DashboardHandler())).Methods(http.MethodGet, http.MethodHead).Name("migration_dashboard")
 	tokenCookie := b.Config().CookieName
 	login := r.Get("login")
 	appLogin := login.GetHandler()
