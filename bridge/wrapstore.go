@@ -74,7 +74,7 @@ type twin struct {
 // ends or loses its user (whether or not the store then succeeds: the app
 // meant to log out).
 func (s *watchedStore) Save(r *http.Request, w http.ResponseWriter, sess *sessions.Session) error {
-	s.b.sessionSaved(r, w, sess)
+	s.b.sessionSaved(r, w, sess, s.Store)
 	err := s.Store.Save(r, w, sess)
 	if twins, _ := r.Context().Value(twinsKey{}).(map[string]*twin); twins != nil {
 		if t := twins[sess.Name()]; t != nil && t.twin == sess && t.orig != nil {
@@ -90,7 +90,7 @@ func (s *watchedStore) Save(r *http.Request, w http.ResponseWriter, sess *sessio
 // removed while keeping the session (a logout that only clears values, a
 // login as someone else: the request's token is revoked, the session may
 // mint anew for its next user). Either way the JWT cookie is cleared.
-func (b *Bridge) sessionSaved(r *http.Request, w http.ResponseWriter, sess *sessions.Session) {
+func (b *Bridge) sessionSaved(r *http.Request, w http.ResponseWriter, sess *sessions.Session, store sessions.Store) {
 	ctx := r.Context()
 	id := sess.ID
 	if id == "" {
@@ -106,7 +106,14 @@ func (b *Bridge) sessionSaved(r *http.Request, w http.ResponseWriter, sess *sess
 	switch {
 	case sess.Options != nil && sess.Options.MaxAge < 0:
 		if sid != "" {
-			rs = append(rs, Revocation{SID: sid, Until: b.cfg.Now().Add(b.cfg.TokenTTL + b.cfg.Leeway)})
+			// As Logout: as long as its tokens live, and as long as a copy
+			// of a cookie that holds the session itself may load.
+			now := b.cfg.Now()
+			until := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
+			if sess.ID == "" {
+				until = later(until, now.Add(replayable(StoreSource(store, sess.Name()), nil)))
+			}
+			rs = append(rs, Revocation{SID: sid, Until: until})
 		}
 	case hasPrev && prev.claims != nil && sid != "" && (prev.sid == sid || prev.claims.SID == sid):
 		// The request's token came from this session: does it still

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/gorilla/sessions"
 
@@ -178,4 +179,45 @@ func saveValues(t *testing.T, store *memStore, id string, values map[any]any) {
 	if err := store.Save(req, httptest.NewRecorder(), s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestWrapStoreCookieStoreLogout: the app's own logout on a cookie store
+// (nothing server-side to delete) refuses a replayed copy of the session
+// cookie for as long as the cookie could load, not only the tokens'
+// lifetime: it never converts again.
+func TestWrapStoreCookieStoreLogout(t *testing.T) {
+	cs := sessions.NewCookieStore([]byte("wrapstore-test-cookie-hash-key-32b!"))
+	var wrapped sessions.Store
+	e := newTestEnv(t, func(_ *testEnv, c *Config) {
+		c.Sessions = StoreSource(cs, testSessionName)
+		c.Router.HandleFunc("/logout/app", func(rw http.ResponseWriter, r *http.Request) {
+			s, _ := wrapped.Get(r, testSessionName)
+			s.Options.MaxAge = -1
+			if err := s.Save(r, rw); err != nil {
+				t.Errorf("app logout: %v", err)
+			}
+		}).Methods(http.MethodPost)
+		c.Routes = Routes{"/logout/app": Dual}
+		for k, v := range testRoutes {
+			c.Routes[k] = v
+		}
+	})
+	wrapped = e.b.WrapStore(cs)
+	sess, _ := saveSession(t, cs, testUser("1"))
+	e.secret(sess.Value)
+	jwt := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, sess).Cookie(e.b.cfg.CookieName)
+	if jwt == nil {
+		t.Fatal("not converted")
+	}
+	e.secret(jwt.Value)
+	resp := webtest.Do(t, e.ts.Client(), http.MethodPost, e.ts.URL+"/logout/app", nil, sess, jwt)
+	if c := resp.Cookie(e.b.cfg.CookieName); resp.StatusCode != 200 || c == nil || c.MaxAge >= 0 {
+		t.Fatalf("app logout: %d, JWT cookie %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	e.clock.Advance(e.b.cfg.TokenTTL + time.Hour)
+	r := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, sess)
+	if r.StatusCode != http.StatusUnauthorized || r.Cookie(e.b.cfg.CookieName) != nil {
+		t.Errorf("the replayed cookie an hour past the tokens' life: %d, cookies %v; want 401, nothing minted", r.StatusCode, r.Header.Values("Set-Cookie"))
+	}
+	wantReasons(t, e.b, "/dual", map[Reason]uint64{ReasonSessionRevoked: 1})
 }
