@@ -58,10 +58,14 @@ func authorization(r *http.Request) (tok string, app bool) {
 	if len(v) == 0 {
 		return "", false
 	}
-	scheme, rest, found := strings.Cut(v[0], " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		h := strings.TrimSpace(v[0])
-		return "", h != "" && !strings.EqualFold(h, "Bearer")
+	rest, ok := strings.CutPrefix(v[0], "Bearer ") // the common spelling, fast
+	if !ok {
+		var scheme string
+		scheme, rest, ok = strings.Cut(v[0], " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			h := strings.TrimSpace(v[0])
+			return "", h != "" && !strings.EqualFold(h, "Bearer")
+		}
 	}
 	tok = strings.TrimSpace(rest)
 	if jwtShaped(tok) {
