@@ -40,6 +40,7 @@ import (
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -338,6 +339,26 @@ func (e *testEnv) token(t testing.TB, sub string, mod func(*Claims)) string {
 // jwtCookie returns the JWT cookie holding tok.
 func (e *testEnv) jwtCookie(tok string) *http.Cookie {
 	return &http.Cookie{Name: e.b.cfg.CookieName, Value: tok}
+}
+
+// convert sends the session cookie sess to /dual and returns the JWT
+// cookie it is converted into, recorded as a secret.
+func (e *testEnv) convert(t testing.TB, sess *http.Cookie) *http.Cookie {
+	t.Helper()
+	jwt := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, sess).Cookie(e.b.cfg.CookieName)
+	if jwt == nil {
+		t.Fatal("session not converted on /dual")
+	}
+	e.secret(jwt.Value)
+	return jwt
+}
+
+// testRoutesWith is testRoutes and extra, in a map of its own.
+func testRoutesWith(extra Routes) Routes {
+	rs := Routes{}
+	maps.Copy(rs, testRoutes)
+	maps.Copy(rs, extra)
+	return rs
 }
 
 // identityOf decodes an identityHandler body.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -190,7 +191,10 @@ func (x *check) authenticate() (*Identity, error) {
 		if !cookieEntry.boundTo(sv) {
 			s, err := loadSession(b.cfg.Sessions, x.r)
 			switch {
-			case err == nil && b.sids.sid(s.ID) == cookieEntry.sid:
+			case err == nil && b.sids.sid(s.ID) == cookieEntry.sid,
+				err == nil && s.cookieHeld() && b.sameUser(x.r.Context(), s, cookieEntry):
+				// (A cookie store's session changes its cookie, and so
+				// its sid, at every Save: its user tells it.)
 				cookieEntry.bind(sv)
 			case err == nil:
 				// Another session: it decides, and the JWT cookie goes.
@@ -271,6 +275,13 @@ func (x *check) guest(sess *Session) {
 	slices.Sort(keys)
 	b.log.LogAttrs(x.r.Context(), slog.LevelWarn, "bridge: a live session names no user (a guest, or Config.ClaimsFromSession misses the app's user key)",
 		slog.String("route", b.routes.names[x.route]), slog.Any("session_keys", keys[:min(len(keys), 32)]))
+}
+
+// sameUser reports whether session s names the user token e was minted
+// for.
+func (b *Bridge) sameUser(ctx context.Context, s *Session, e *cacheEntry) bool {
+	u, err := b.cfg.ClaimsFromSession(ctx, s.Values)
+	return err == nil && u.Subject != "" && u.Subject == e.claims.Subject
 }
 
 // sessionFailed handles a failed session load: it notes the refusal and

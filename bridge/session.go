@@ -28,6 +28,10 @@ type Session struct {
 	req     *http.Request
 }
 
+// cookieHeld reports whether the session lives in its cookie (a cookie
+// store's): its ID is then the cookie's value, which every Save changes.
+func (s *Session) cookieHeld() bool { return s.gorilla != nil && s.gorilla.ID == "" }
+
 // SessionSource reads the legacy session of a request without saving or
 // extending it. Load's error wraps ErrNoSession (no cookie),
 // ErrSessionInvalid (the cookie fails verification), ErrSessionNotFound

@@ -101,27 +101,38 @@ func (b *Bridge) sessionSaved(r *http.Request, w http.ResponseWriter, sess *sess
 	if id != "" && b.sids != nil {
 		sid = b.sids.sid(id)
 	}
+	now := b.cfg.Now()
+	tokens := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
+	// A cookie that holds the session itself (a cookie store's, no ID)
+	// loads until its MaxAge, whatever the app saves: the copy from before
+	// this save is refused that long, as Logout does.
+	cookieHeld := sess.ID == ""
+	replay := tokens
+	if cookieHeld {
+		replay = later(tokens, now.Add(replayable(StoreSource(store, sess.Name()), nil)))
+	}
 	prev, hasPrev := IdentityFrom(ctx)
+	fromHere := hasPrev && prev.claims != nil && sid != "" && (prev.sid == sid || prev.claims.SID == sid || cookieHeld)
 	var rs []Revocation
 	switch {
 	case sess.Options != nil && sess.Options.MaxAge < 0:
 		if sid != "" {
-			// As Logout: as long as its tokens live, and as long as a copy
-			// of a cookie that holds the session itself may load.
-			now := b.cfg.Now()
-			until := now.Add(b.cfg.TokenTTL + b.cfg.Leeway)
-			if sess.ID == "" {
-				until = later(until, now.Add(replayable(StoreSource(store, sess.Name()), nil)))
-			}
-			rs = append(rs, Revocation{SID: sid, Until: until})
+			rs = append(rs, Revocation{SID: sid, Until: replay})
 		}
-	case hasPrev && prev.claims != nil && sid != "" && (prev.sid == sid || prev.claims.SID == sid):
+		if fromHere && prev.claims.SID != "" && prev.claims.SID != sid {
+			// A cookie store's token, minted from an earlier cookie.
+			rs = append(rs, Revocation{SID: prev.claims.SID, Until: tokens})
+		}
+	case fromHere:
 		// The request's token came from this session: does it still
 		// name the same user?
 		if u, err := b.cfg.ClaimsFromSession(ctx, sess.Values); err == nil && u.Subject == prev.subject {
 			return
 		}
 		rs = append(rs, Revocation{JTI: prev.claims.ID, Until: prev.expiresAt.Add(b.cfg.Leeway)})
+		if cookieHeld {
+			rs = append(rs, Revocation{SID: sid, Until: replay})
+		}
 	default:
 		return
 	}

@@ -51,25 +51,10 @@ func newWSEnv(t *testing.T) *wsEnv {
 				t.Errorf("values logout: %v", err)
 			}
 		}).Methods(http.MethodPost)
-		c.Routes = Routes{"/page": Legacy, "/logout/app": Dual, "/logout/values": Dual}
-		for k, v := range testRoutes {
-			c.Routes[k] = v
-		}
+		c.Routes = testRoutesWith(Routes{"/page": Legacy, "/logout/app": Dual, "/logout/values": Dual})
 	})
 	w.wrapped = w.b.WrapStore(w.store)
 	return w
-}
-
-// convert sends sess to /dual and returns the JWT cookie it is converted
-// into, recorded as a secret.
-func (w *wsEnv) convert(t *testing.T, sess *http.Cookie) *http.Cookie {
-	t.Helper()
-	jwt := webtest.Do(t, w.ts.Client(), http.MethodGet, w.ts.URL+"/dual", nil, sess).Cookie(w.b.cfg.CookieName)
-	if jwt == nil {
-		t.Fatal("not converted")
-	}
-	w.secret(jwt.Value)
-	return jwt
 }
 
 // TestWrapStoreHandlerReads: handler session reads are counted per route,
@@ -197,19 +182,12 @@ func TestWrapStoreCookieStoreLogout(t *testing.T) {
 				t.Errorf("app logout: %v", err)
 			}
 		}).Methods(http.MethodPost)
-		c.Routes = Routes{"/logout/app": Dual}
-		for k, v := range testRoutes {
-			c.Routes[k] = v
-		}
+		c.Routes = testRoutesWith(Routes{"/logout/app": Dual})
 	})
 	wrapped = e.b.WrapStore(cs)
 	sess, _ := saveSession(t, cs, testUser("1"))
 	e.secret(sess.Value)
-	jwt := webtest.Do(t, e.ts.Client(), http.MethodGet, e.ts.URL+"/dual", nil, sess).Cookie(e.b.cfg.CookieName)
-	if jwt == nil {
-		t.Fatal("not converted")
-	}
-	e.secret(jwt.Value)
+	jwt := e.convert(t, sess)
 	resp := webtest.Do(t, e.ts.Client(), http.MethodPost, e.ts.URL+"/logout/app", nil, sess, jwt)
 	if c := resp.Cookie(e.b.cfg.CookieName); resp.StatusCode != 200 || c == nil || c.MaxAge >= 0 {
 		t.Fatalf("app logout: %d, JWT cookie %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
