@@ -177,8 +177,13 @@ func replayable(src SessionSource, sess *Session) time.Duration {
 	if !ok {
 		return 0
 	}
+	return replayableIn(s.store, sess)
+}
+
+// replayableIn is replayable for a session of the gorilla store.
+func replayableIn(store sessions.Store, sess *Session) time.Duration {
 	var opts *sessions.Options
-	switch cs, isCookieStore := s.store.(*sessions.CookieStore); {
+	switch cs, isCookieStore := store.(*sessions.CookieStore); {
 	case sess != nil && sess.gorilla != nil:
 		if sess.gorilla.ID != "" {
 			return 0

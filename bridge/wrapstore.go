@@ -109,7 +109,7 @@ func (b *Bridge) sessionSaved(r *http.Request, w http.ResponseWriter, sess *sess
 	cookieHeld := sess.ID == ""
 	replay := tokens
 	if cookieHeld {
-		replay = later(tokens, now.Add(replayable(StoreSource(store, sess.Name()), nil)))
+		replay = later(tokens, now.Add(replayableIn(unwrapStore(store), nil)))
 	}
 	prev, hasPrev := IdentityFrom(ctx)
 	fromHere := hasPrev && prev.claims != nil && sid != "" && (prev.sid == sid || prev.claims.SID == sid || cookieHeld)
